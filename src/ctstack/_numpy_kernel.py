@@ -1,0 +1,149 @@
+"""The numpy fallback of the pyramid kernel, bit-identical to the Rust core.
+
+It follows the same arithmetic as ``rust/src/kernel.rs``: integer sums in a wide integer type
+rounded half toward +infinity with an arithmetic shift (every block size is a power of two),
+float sums in float64 in the fixed order z, y, x starting from the first voxel present. The
+work is vectorised integer adds on strided views, one output plane at a time so that memory
+stays bounded by a plane.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+KERNEL_DTYPES = tuple(
+    np.dtype(t) for t in ("uint8", "uint16", "int16", "uint32", "int32", "float32", "float64")
+)
+
+# accumulator of each integer type: wide enough for the sum of eight voxels
+_ACC = {
+    np.dtype("uint8"): np.dtype("uint32"),
+    np.dtype("uint16"): np.dtype("uint32"),
+    np.dtype("int16"): np.dtype("int32"),
+    np.dtype("uint32"): np.dtype("uint64"),
+    np.dtype("int32"): np.dtype("int64"),
+}
+
+# the (dy, dx) offsets within a plane, in the fixed summation order
+_YX = ((0, 0), (0, 1), (1, 0), (1, 1))
+
+
+def _log2_counts(n: int) -> np.ndarray:
+    """log2 of how many input voxels each output index covers along an axis of length n."""
+    k = np.ones((n + 1) // 2, dtype=np.uint8)
+    if n % 2:
+        k[-1] = 0
+    return k
+
+
+class PlaneAccumulator:
+    """Sums input planes into one output plane; the building block of the numpy cascade."""
+
+    def __init__(self, shape_yx: tuple[int, int], dtype: np.dtype) -> None:
+        self.shape_in = shape_yx
+        self.shape_out = ((shape_yx[0] + 1) // 2, (shape_yx[1] + 1) // 2)
+        self.dtype = np.dtype(dtype)
+        self.is_float = self.dtype.kind == "f"
+        acc_dtype = np.dtype("float64") if self.is_float else _ACC[self.dtype]
+        self.acc = np.zeros(self.shape_out, dtype=acc_dtype)
+        self.planes = 0
+        ky = _log2_counts(shape_yx[0])[:, None]
+        kx = _log2_counts(shape_yx[1])[None, :]
+        self._kyx = (ky + kx).astype(acc_dtype if not self.is_float else np.uint8)
+
+    def add(self, plane: np.ndarray) -> None:
+        """Adds one input plane (2D, the source dtype) in the fixed order."""
+        acc = self.acc
+        for i, (dy, dx) in enumerate(_YX):
+            view = plane[dy::2, dx::2]
+            if view.size == 0:
+                continue
+            target = acc[: view.shape[0], : view.shape[1]]
+            if i == 0 and self.planes == 0:
+                target[...] = view
+            else:
+                target += view
+        self.planes += 1
+
+    def finish(self, out: np.ndarray | None = None) -> np.ndarray:
+        """The mean of what was added, in the source dtype; resets for the next block."""
+        if self.is_float:
+            n = np.ldexp(1.0, self._kyx.astype(np.int32) + (self.planes - 1))
+            result = (self.acc / n).astype(self.dtype)
+        else:
+            k = self._kyx + self.acc.dtype.type(self.planes - 1)
+            half = (self.acc.dtype.type(1) << k) >> self.acc.dtype.type(1)
+            result = ((self.acc + half) >> k).astype(self.dtype)
+        self.planes = 0
+        if out is None:
+            return result
+        out[...] = result
+        return out
+
+
+def downsample_numpy(volume: np.ndarray) -> np.ndarray:
+    """One pyramid level of a validated 3D volume, computed with numpy."""
+    nz = volume.shape[0]
+    acc = PlaneAccumulator(volume.shape[1:], volume.dtype)
+    out = np.empty(((nz + 1) // 2, *acc.shape_out), dtype=volume.dtype)
+    for zo in range(out.shape[0]):
+        for zi in range(2 * zo, min(2 * zo + 2, nz)):
+            acc.add(volume[zi])
+        acc.finish(out[zo])
+    return out
+
+
+class NumpyCascade:
+    """The numpy twin of ``ctstack._core.Cascade``: same constructor, methods and results."""
+
+    def __init__(self, height: int, width: int, levels: int, dtype: str) -> None:
+        if height < 1 or width < 1 or levels < 1:
+            raise ValueError("a cascade needs planes of at least one pixel and at least one level")
+        self.dtype = np.dtype(dtype).name
+        if np.dtype(dtype) not in KERNEL_DTYPES:
+            raise TypeError(f"unsupported dtype {dtype!r}")
+        self._levels: list[PlaneAccumulator] = []
+        shape = (height, width)
+        for _ in range(levels):
+            acc = PlaneAccumulator(shape, np.dtype(dtype))
+            self._levels.append(acc)
+            shape = acc.shape_out
+        self._produced = [0] * levels
+
+    @property
+    def level_shapes(self) -> list[tuple[int, int]]:
+        return [acc.shape_out for acc in self._levels]
+
+    @property
+    def produced(self) -> list[int]:
+        return list(self._produced)
+
+    def _emit(self, i: int, outs: list[np.ndarray], done: list[tuple[int, int]]) -> None:
+        self._levels[i].finish(outs[i])
+        done.append((i + 1, self._produced[i]))
+        self._produced[i] += 1
+        self._feed(i + 1, outs[i], outs, done)
+
+    def _feed(self, i: int, plane: np.ndarray, outs: list[np.ndarray], done: list) -> None:
+        if i >= len(self._levels):
+            return
+        acc = self._levels[i]
+        acc.add(plane)
+        if acc.planes == 2:
+            self._emit(i, outs, done)
+
+    def push(self, plane: np.ndarray, outs: list[np.ndarray]) -> list[tuple[int, int]]:
+        """Feeds the next source plane; returns the (level, z) planes now written into outs."""
+        if plane.shape != self._levels[0].shape_in:
+            raise ValueError(f"plane has shape {plane.shape}, expected {self._levels[0].shape_in}")
+        done: list[tuple[int, int]] = []
+        self._feed(0, plane, outs, done)
+        return done
+
+    def finish(self, outs: list[np.ndarray]) -> list[tuple[int, int]]:
+        """Flushes the partial blocks left at the end of the volume into outs."""
+        done: list[tuple[int, int]] = []
+        for i, acc in enumerate(self._levels):
+            if acc.planes:
+                self._emit(i, outs, done)
+        return done

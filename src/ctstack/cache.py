@@ -1,0 +1,634 @@
+"""The pyramid cache: levels 1..n as zarr arrays, fingerprinted and committed by atomic rename.
+
+Layout of a cache location (``<stack folder>/.ctstack/`` or a per-stack folder elsewhere)::
+
+    <safe name>-<key[:16]>.pyramid/   one committed entry: arrays "1".."n" + manifest.json (last)
+    .tmp-<pid>-<token>-<host>/        a writer's private build folder, renamed into place on commit
+    .trash-<pid>-<token>-<host>/      an entry being deleted (renamed first, so no half entry shows)
+    roi.json                          the user's ROIs: not cache, never removed by default
+
+Only names of those shapes are ever deleted; every other file is left alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
+import socket
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import CTStackError
+
+PYRAMID_VERSION = 1
+"""Bump when the pyramid arithmetic or the cache layout changes; part of every key."""
+
+ENV_VAR = "CTSTACK_CACHE_DIR"
+LOCAL_DIRNAME = ".ctstack"
+ROI_FILE = "roi.json"
+MANIFEST = "manifest.json"
+ENTRY_SUFFIX = ".pyramid"
+TMP_PREFIX = ".tmp-"
+TRASH_PREFIX = ".trash-"
+STALE_FOREIGN_SECONDS = 7 * 24 * 3600  # a temp dir from another host is stale after a week
+ZARR_FORMAT = 3
+FSYNC = True  # make committed entries durable across power loss, not only across kills
+
+Shape3 = tuple[int, int, int]
+
+
+class CacheError(CTStackError):
+    """The cache could not be read, written or keyed; the message names the path."""
+
+
+class SourceMissing(CacheError):
+    """A file the pixels depend on vanished between opening the stack and keying its cache."""
+
+
+# --------------------------------------------------------------------------- keys and layout
+
+
+def fingerprint(
+    sources: Sequence[Path | str],
+    shape: Sequence[int],
+    dtype: Any,
+    level_shapes: Sequence[Sequence[int]],
+) -> str:
+    """Return the sha256 hex key of what a pyramid is built from (names, sizes, mtimes, ...).
+
+    Names are relative to the sources' common folder, so moving the whole folder keeps the key.
+    """
+    paths = [Path(p) for p in sources]
+    base = Path(os.path.commonpath([str(p.parent) for p in paths])) if paths else Path()
+    files = []
+    for p in paths:
+        try:
+            st = p.stat()
+        except FileNotFoundError as exc:
+            raise SourceMissing(f"{p}: source file vanished; reopen the stack") from exc
+        except OSError as exc:
+            raise CacheError(f"{p}: cannot stat source file ({exc.strerror or exc})") from exc
+        files.append((p.relative_to(base).as_posix(), st.st_size, st.st_mtime_ns))
+    files.sort()
+    record = {
+        "files": files,
+        "shape": [int(n) for n in shape],
+        "dtype": np.dtype(dtype).str,
+        "levels": [[int(n) for n in s] for s in level_shapes],
+        "version": PYRAMID_VERSION,
+    }
+    blob = json.dumps(record, separators=(",", ":"), sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def chunk_shape(level_shape: Sequence[int]) -> Shape3:
+    """Chunks of (8, 32, whole x): one z-plane reads 8 planes, one xz-plane 32 rows per z.
+
+    Chosen with benchmarks/bench_cache_chunks.py: it balances the 2D (z-plane) and orthogonal
+    (xz-plane) reads, and whole x rows keep the chunk count, and so whole-level reads, cheap.
+    """
+    z, y, x = (int(n) for n in level_shape)
+    return (max(1, min(8, z)), max(1, min(32, y)), max(1, x))
+
+
+def _safe(text: str) -> str:
+    """A file-name-safe, readable form of a series or folder name."""
+    return re.sub(r"[^A-Za-z0-9._]+", "_", text).strip("._")[:40] or "stack"
+
+
+def _namespace(root: Path) -> str:
+    """Folder name for one stack inside a shared cache dir: readable name + hash of its path."""
+    resolved = str(Path(root).resolve())
+    return f"{_safe(Path(resolved).name)}-{hashlib.sha256(resolved.encode()).hexdigest()[:12]}"
+
+
+def entry_dirname(name: str, key: str) -> str:
+    """The committed entry's folder name for one stack name and key."""
+    return f"{_safe(name)}-{key[:16]}{ENTRY_SUFFIX}"
+
+
+def global_cache_dir() -> Path:
+    """The shared cache dir: ``CTSTACK_CACHE_DIR`` if set, else the platformdirs user cache."""
+    env = os.environ.get(ENV_VAR)
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("ctstack"))
+
+
+def _probe_write(folder: Path) -> None:
+    """Really write (and remove) a small file in ``folder``; raises OSError when that fails."""
+    probe = folder / f".probe-{os.getpid()}-{secrets.token_hex(4)}"
+    fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        os.write(fd, b"ctstack")
+    finally:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            probe.unlink()
+
+
+def is_writable(folder: Path) -> bool:
+    """Whether files can be created in ``folder`` (made if absent, then removed again if so).
+
+    A real write, not ``os.access``: root passes every permission check, a read-only mount not.
+    """
+    folder = Path(folder)
+    created = False
+    try:
+        if not folder.is_dir():
+            folder.mkdir()
+            created = True
+        _probe_write(folder)
+        return True
+    except OSError:
+        return False
+    finally:
+        if created:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+
+
+def _stack_folder(root: Path | str) -> Path:
+    root = Path(root)
+    return root.parent if root.is_file() else root
+
+
+def resolve_location(root: Path | str, cache_dir: Path | str | None = None) -> Path:
+    """Where a stack's cache lives: cache_dir > $CTSTACK_CACHE_DIR > root/.ctstack > user cache."""
+    root = _stack_folder(root)
+    if cache_dir is not None:
+        return Path(cache_dir).expanduser() / _namespace(root)
+    if os.environ.get(ENV_VAR):
+        return global_cache_dir() / _namespace(root)
+    local = root / LOCAL_DIRNAME
+    if is_writable(local):
+        return local
+    return global_cache_dir() / _namespace(root)
+
+
+# --------------------------------------------------------------------------- housekeeping
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    except OverflowError:
+        return False
+    return True
+
+
+def _private_name(prefix: str) -> str:
+    return f"{prefix}{os.getpid()}-{secrets.token_hex(6)}-{_safe(socket.gethostname())}"
+
+
+def _parse_private(name: str) -> tuple[int, str] | None:
+    """(pid, host) of a temp or trash folder name, or None if it is not one of ours."""
+    for prefix in (TMP_PREFIX, TRASH_PREFIX):
+        if name.startswith(prefix):
+            parts = name[len(prefix) :].split("-", 2)
+            if len(parts) == 3 and parts[0].isdigit() and re.fullmatch(r"[0-9a-f]{12}", parts[1]):
+                return int(parts[0]), parts[2]
+    return None
+
+
+def _is_stale(path: Path) -> bool:
+    """A temp/trash folder whose writer is gone: dead pid on this host, or old from another."""
+    parsed = _parse_private(path.name)
+    if parsed is None:
+        return False
+    pid, host = parsed
+    if host == _safe(socket.gethostname()):
+        return not _pid_alive(pid)
+    try:
+        return time.time() - path.stat().st_mtime > STALE_FOREIGN_SECONDS
+    except OSError:
+        return False
+
+
+def _tree_bytes(path: Path) -> int:
+    total = 0
+    for dirpath, _dirs, files in os.walk(path):
+        for f in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(dirpath, f)).st_size
+    return total
+
+
+def _remove_tree(path: Path) -> int:
+    """Delete a cache folder safely: rename it to a private trash name first, then remove it.
+
+    The rename is atomic, so a kill during the removal never leaves a half entry under a name
+    ``load`` would look at. Returns the bytes freed (0 if someone else removed it first).
+    """
+    trash = path
+    if _parse_private(path.name) is None:
+        trash = path.with_name(_private_name(TRASH_PREFIX))
+        try:
+            os.rename(path, trash)
+        except FileNotFoundError:
+            return 0
+    size = _tree_bytes(trash)
+    shutil.rmtree(trash, ignore_errors=True)
+    return size
+
+
+def _fsync_path(path: Path, directory: bool = False) -> None:
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(path: Path) -> None:
+    for dirpath, _dirs, files in os.walk(path):
+        for f in files:
+            _fsync_path(Path(dirpath, f))
+        _fsync_path(Path(dirpath), directory=True)
+
+
+def _read_manifest(entry: Path) -> dict | None:
+    try:
+        data = json.loads((entry / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _open_levels(entry: Path, manifest: dict) -> list:
+    """Open levels 1..n read-only from metadata only; raises if anything disagrees."""
+    import zarr
+
+    levels = []
+    dtype = np.dtype(manifest["dtype"])
+    for i, shape in enumerate(manifest["levels"], start=1):
+        arr = zarr.open_array(store=str(entry / str(i)), mode="r")
+        if tuple(arr.shape) != tuple(shape) or np.dtype(arr.dtype) != dtype:
+            raise ValueError(f"level {i} is {arr.shape} {arr.dtype}, manifest says {shape}")
+        levels.append(arr)
+    return levels
+
+
+def list_location(location: Path | str) -> list[dict]:
+    """Describe every cache entry and temp folder in one location (what ``cache list`` shows)."""
+    location = Path(location)
+    out: list[dict] = []
+    try:
+        children = sorted(location.iterdir())
+    except OSError:
+        return out
+    for child in children:
+        if not child.is_dir():
+            continue
+        if child.name.endswith(ENTRY_SUFFIX):
+            m = _read_manifest(child) or {}
+            complete = m.get("version") == PYRAMID_VERSION and "levels" in m
+            out.append(
+                {
+                    "path": child,
+                    "kind": "entry",
+                    "name": m.get("name"),
+                    "key": m.get("key"),
+                    "levels": [tuple(s) for s in m.get("levels", [])],
+                    "dtype": m.get("dtype"),
+                    "bytes": _tree_bytes(child),
+                    "created": m.get("created"),
+                    "root": m.get("root"),
+                    "complete": complete,
+                }
+            )
+        elif (parsed := _parse_private(child.name)) is not None:
+            out.append(
+                {
+                    "path": child,
+                    "kind": "temp" if child.name.startswith(TMP_PREFIX) else "trash",
+                    "name": None,
+                    "key": None,
+                    "levels": [],
+                    "dtype": None,
+                    "bytes": _tree_bytes(child),
+                    "created": child.stat().st_mtime,
+                    "root": None,
+                    "complete": False,
+                    "pid": parsed[0],
+                    "stale": _is_stale(child),
+                }
+            )
+    return out
+
+
+def sweep_stale(location: Path | str) -> int:
+    """Remove temp/trash folders left by dead writers (never a live one); returns bytes freed."""
+    freed = 0
+    try:
+        children = list(Path(location).iterdir())
+    except OSError:
+        return 0
+    for child in children:
+        if child.is_dir() and _is_stale(child):
+            freed += _remove_tree(child)
+    return freed
+
+
+def clean_location(location: Path | str, keep_roi: bool = True) -> int:
+    """Remove all pyramid entries and stale temp folders of one location; returns bytes freed.
+
+    ``roi.json`` goes only with ``keep_roi=False``; other files are never touched. The location
+    folder itself is removed when nothing is left in it.
+    """
+    location = Path(location)
+    freed = sweep_stale(location)
+    for item in list_location(location):
+        if item["kind"] == "entry":
+            freed += _remove_tree(item["path"])
+    roi = location / ROI_FILE
+    if not keep_roi and roi.is_file():
+        freed += roi.stat().st_size
+        roi.unlink()
+    with contextlib.suppress(OSError):
+        location.rmdir()  # only succeeds when empty
+    return freed
+
+
+# --------------------------------------------------------------------------- the cache
+
+
+class PyramidCache:
+    """The levels 1..n cache of one stack (folder ``root``, series ``name``)."""
+
+    def __init__(self, root: Path | str, name: str, cache_dir: Path | str | None = None):
+        self.root = _stack_folder(root)
+        self.name = name
+        self.location = resolve_location(self.root, cache_dir)
+        # A cache built beside a stack that is now read-only is still worth reading.
+        local = self.root / LOCAL_DIRNAME
+        explicit = cache_dir is not None or bool(os.environ.get(ENV_VAR))
+        self._read_locations = [self.location]
+        if not explicit and local != self.location and local.is_dir():
+            self._read_locations.append(local)
+
+    def __repr__(self) -> str:
+        return f"PyramidCache({str(self.root)!r}, {self.name!r}, location={str(self.location)!r})"
+
+    def entry_path(self, key: str) -> Path:
+        """Where the committed entry for ``key`` lives (whether or not it exists)."""
+        return self.location / entry_dirname(self.name, key)
+
+    def load(self, key: str) -> list | None:
+        """The committed levels for ``key`` as read-only zarr arrays, or None; reads no pixel."""
+        for location in self._read_locations:
+            entry = location / entry_dirname(self.name, key)
+            if not entry.is_dir():
+                continue
+            levels = self._open_entry(entry, key)
+            if levels is not None:
+                return levels
+            if location == self.location:
+                with contextlib.suppress(OSError):
+                    _remove_tree(entry)  # corrupt: make room for a rebuild
+        return None
+
+    def _open_entry(self, entry: Path, key: str) -> list | None:
+        m = _read_manifest(entry)
+        if not m or m.get("key") != key or m.get("version") != PYRAMID_VERSION:
+            return None
+        if m.get("name") != self.name:
+            return None
+        try:
+            return _open_levels(entry, m)
+        except Exception:  # any unreadable metadata means: not a usable cache
+            return None
+
+    def writer(self, key: str, level_shapes: Sequence[Sequence[int]], dtype: Any) -> CacheWriter:
+        """Start building the entry for ``key`` in a private temp folder."""
+        return CacheWriter(self, key, level_shapes, dtype)
+
+    def entries(self) -> list[dict]:
+        """Every entry and temp folder in this cache's location (all series names)."""
+        return list_location(self.location)
+
+    def clean(self, keep_roi: bool = True) -> int:
+        """Remove this location's pyramid entries and stale temp folders; returns bytes freed."""
+        return clean_location(self.location, keep_roi=keep_roi)
+
+
+class CacheWriter:
+    """Builds one entry from z-planes arriving in increasing z per level; commit or abort.
+
+    Memory is bounded: one chunk-depth of planes is buffered per level. Used as a context
+    manager, leaving the block without ``commit()`` (an exception, a cancel) aborts.
+    """
+
+    def __init__(
+        self,
+        cache: PyramidCache,
+        key: str,
+        level_shapes: Sequence[Sequence[int]],
+        dtype: Any,
+    ):
+        import zarr
+
+        self.cache = cache
+        self.key = key
+        self.level_shapes: list[Shape3] = [tuple(int(n) for n in s) for s in level_shapes]  # type: ignore[misc]
+        if not self.level_shapes or any(len(s) != 3 or min(s) < 1 for s in self.level_shapes):
+            raise CacheError(f"bad level shapes for the cache: {level_shapes!r}")
+        self.dtype = np.dtype(dtype)
+        self.won: bool | None = None  # after commit: True if our build became the entry
+        self.before_rename: Callable[[], None] | None = None  # test hook, called in commit()
+        self._state = "open"
+        location = cache.location
+        self.tmp = location / _private_name(TMP_PREFIX)
+        try:
+            location.mkdir(parents=True, exist_ok=True)
+            sweep_stale(location)
+            self.tmp.mkdir()
+        except OSError as exc:
+            raise CacheError(f"{location}: cannot create the pyramid cache ({exc})") from exc
+        self._arrays = []
+        self._buffers: list[np.ndarray] = []
+        self._start = [0] * len(self.level_shapes)  # first z held in each buffer
+        self._count = [0] * len(self.level_shapes)  # planes held in each buffer
+        try:
+            for i, shape in enumerate(self.level_shapes, start=1):
+                chunks = chunk_shape(shape)
+                self._arrays.append(
+                    zarr.create_array(
+                        store=str(self.tmp / str(i)),
+                        shape=shape,
+                        chunks=chunks,
+                        dtype=self.dtype,
+                        fill_value=0,
+                        compressors=None,
+                        filters=None,
+                        zarr_format=ZARR_FORMAT,
+                        config={"write_empty_chunks": True},
+                    )
+                )
+                self._buffers.append(np.empty((chunks[0], *shape[1:]), self.dtype))
+        except BaseException:
+            self.abort()
+            raise
+
+    def __enter__(self) -> CacheWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._state != "committed":
+            self.abort()
+
+    def write_plane(self, level: int, z: int, plane: np.ndarray) -> None:
+        """Add plane ``z`` of ``level`` (1-based); planes must come in order z = 0, 1, 2, ..."""
+        if self._state != "open":
+            raise CacheError(f"cache writer is {self._state}; cannot write more planes")
+        if not 1 <= level <= len(self.level_shapes):
+            raise CacheError(f"level {level} is outside 1..{len(self.level_shapes)}")
+        i = level - 1
+        shape = self.level_shapes[i]
+        expected = self._start[i] + self._count[i]
+        if z != expected:
+            raise CacheError(f"level {level}: got plane z={z}, expected z={expected}")
+        plane = np.asarray(plane)
+        if plane.shape != shape[1:] or plane.dtype != self.dtype:
+            raise CacheError(
+                f"level {level} plane is {plane.shape} {plane.dtype}, "
+                f"expected {shape[1:]} {self.dtype}"
+            )
+        self._buffers[i][self._count[i]] = plane
+        self._count[i] += 1
+        if self._count[i] == len(self._buffers[i]) or z == shape[0] - 1:
+            self._flush(i)
+
+    def _flush(self, i: int) -> None:
+        n, z0 = self._count[i], self._start[i]
+        if not n:
+            return
+        try:
+            self._arrays[i][z0 : z0 + n] = self._buffers[i][:n]
+        except OSError as exc:
+            raise CacheError(f"{self.tmp}: writing the pyramid cache failed ({exc})") from exc
+        self._start[i], self._count[i] = z0 + n, 0
+
+    def complete(self) -> bool:
+        """Whether every plane of every level has been written."""
+        return all(
+            s + c == shape[0]
+            for s, c, shape in zip(self._start, self._count, self.level_shapes, strict=True)
+        )
+
+    def commit(self) -> list:
+        """Make the build the cache entry (atomic rename, manifest written last); return levels.
+
+        If another process committed the same key first, ours is discarded and theirs returned.
+        Older entries of the same series name are removed afterwards.
+        """
+        if self._state != "open":
+            raise CacheError(f"cache writer is {self._state}; cannot commit")
+        if not self.complete():
+            missing = [
+                f"level {i + 1} has {s + c}/{shape[0]} planes"
+                for i, (s, c, shape) in enumerate(
+                    zip(self._start, self._count, self.level_shapes, strict=True)
+                )
+                if s + c != shape[0]
+            ]
+            raise CacheError("cannot commit an incomplete pyramid: " + ", ".join(missing))
+        try:
+            for i in range(len(self._arrays)):
+                self._flush(i)
+            self._buffers = []
+            self._write_manifest()
+            if self.before_rename is not None:
+                self.before_rename()
+            levels = self._rename_into_place()
+        except BaseException:
+            self.abort()
+            raise
+        self._remove_older()
+        return levels
+
+    def _write_manifest(self) -> None:
+        manifest = {
+            "key": self.key,
+            "name": self.cache.name,
+            "root": str(self.cache.root.resolve()),
+            "levels": [list(s) for s in self.level_shapes],
+            "chunks": [list(chunk_shape(s)) for s in self.level_shapes],
+            "dtype": self.dtype.str,
+            "version": PYRAMID_VERSION,
+            "zarr_format": ZARR_FORMAT,
+            "created": time.time(),
+        }
+        if FSYNC:
+            _fsync_tree(self.tmp)
+        part = self.tmp / (MANIFEST + ".part")
+        with open(part, "w") as f:
+            json.dump(manifest, f, indent=1)
+            f.flush()
+            if FSYNC:
+                os.fsync(f.fileno())
+        os.replace(part, self.tmp / MANIFEST)
+        if FSYNC:
+            _fsync_path(self.tmp, directory=True)
+
+    def _rename_into_place(self) -> list:
+        final = self.cache.entry_path(self.key)
+        for _attempt in range(2):
+            try:
+                os.rename(self.tmp, final)
+            except OSError as exc:
+                if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise CacheError(f"{final}: cannot commit the pyramid cache ({exc})") from exc
+                theirs = self.cache.load(self.key)  # removes theirs if it is corrupt
+                if theirs is not None:
+                    self.won = False
+                    self.abort()
+                    self._state = "committed"
+                    return theirs
+                continue
+            self.won = True
+            self._state = "committed"
+            if FSYNC:
+                with contextlib.suppress(OSError):
+                    _fsync_path(final.parent, directory=True)
+            levels = self.cache._open_entry(final, self.key)
+            if levels is None:
+                raise CacheError(f"{final}: committed entry does not open")
+            return levels
+        raise CacheError(f"{final}: another build keeps taking this name")
+
+    def _remove_older(self) -> None:
+        """Drop this series' entries with other keys, so the cache does not grow without bound."""
+        keep = entry_dirname(self.cache.name, self.key)
+        for item in list_location(self.cache.location):
+            path = item["path"]
+            if item["kind"] != "entry" or path.name == keep:
+                continue
+            same_name = item["name"] == self.cache.name
+            orphan = item["name"] is None and path.name.startswith(_safe(self.cache.name) + "-")
+            if same_name or orphan:
+                with contextlib.suppress(OSError):
+                    _remove_tree(path)
+
+    def abort(self) -> None:
+        """Remove the private temp folder; safe to call any number of times."""
+        if self._state == "open":
+            self._state = "aborted"
+        self._buffers = []
+        shutil.rmtree(self.tmp, ignore_errors=True)
