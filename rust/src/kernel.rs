@@ -5,7 +5,8 @@
 //! output row (one or two input rows) to a row of accumulators, and `finish_row` turns the
 //! accumulators into output voxels. Integers are summed in a wide integer and rounded half
 //! toward +infinity; floats are summed in f64 in the fixed order z, then y, then x (each offset
-//! 0 before 1), starting from the first voxel present so that -0.0 survives.
+//! 0 before 1), starting from the first voxel present so that -0.0 survives; a NaN result is
+//! stored as the canonical quiet NaN (positive, payload zero).
 
 /// A voxel type the kernel accepts, with the accumulator it is summed in.
 pub trait Voxel: Copy + Send + Sync + Default + 'static {
@@ -122,7 +123,11 @@ macro_rules! float_voxel {
                 }
                 if let Some(a) = acc_tail.first_mut() {
                     let last = r0.len() - 1;
-                    let mut s = if first { r0[last] as f64 } else { *a + r0[last] as f64 };
+                    let mut s = if first {
+                        r0[last] as f64
+                    } else {
+                        *a + r0[last] as f64
+                    };
                     if let Some(r1) = r1 {
                         s += r1[last] as f64;
                     }
@@ -134,11 +139,14 @@ macro_rules! float_voxel {
             fn finish_row(acc: &[f64], out: &mut [$t], n_zy: u32, width_odd: bool) {
                 let full = if width_odd { out.len() - 1 } else { out.len() };
                 let n_full = (2 * n_zy) as f64;
+                // NaN payloads depend on operand order chosen by the compiler or the CPU, so
+                // every NaN result is written as the one canonical quiet NaN.
+                let canonical = |v: $t| if v.is_nan() { <$t>::NAN } else { v };
                 for (o, &a) in out[..full].iter_mut().zip(&acc[..full]) {
-                    *o = (a / n_full) as $t;
+                    *o = canonical((a / n_full) as $t);
                 }
                 if width_odd {
-                    out[full] = (acc[full] / n_zy as f64) as $t;
+                    out[full] = canonical((acc[full] / n_zy as f64) as $t);
                 }
             }
         }

@@ -8,8 +8,8 @@ pub mod volume;
 
 use numpy::ndarray::{Array3, ArrayView2};
 use numpy::{
-    Element, IntoPyArray, PyArray2, PyArray3, PyArrayMethods, PyReadonlyArray2,
-    PyReadwriteArray2, PyUntypedArrayMethods,
+    Element, IntoPyArray, PyArray2, PyArray3, PyArrayMethods, PyReadonlyArray2, PyReadwriteArray2,
+    PyUntypedArrayMethods,
 };
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -170,7 +170,10 @@ impl PyCascade {
                 )))
             }
         };
-        Ok(PyCascade { inner, dtype: dtype.to_owned() })
+        Ok(PyCascade {
+            inner,
+            dtype: dtype.to_owned(),
+        })
     }
 
     /// Feeds the next source plane; returns the (level, z) planes now written into `outs`.

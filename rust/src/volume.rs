@@ -13,7 +13,7 @@ const MIN_ROWS_PER_TASK: usize = 8;
 
 /// Row `y` of a plane as a slice: borrowed when the row is contiguous, else copied.
 fn row<'a, T: Voxel>(plane: &ArrayView2<'a, T>, y: usize) -> Cow<'a, [T]> {
-    let r = plane.clone().index_axis_move(Axis(0), y);
+    let r = (*plane).index_axis_move(Axis(0), y);
     match r.to_slice() {
         Some(s) => Cow::Borrowed(s),
         None => Cow::Owned(r.to_vec()),
@@ -24,7 +24,11 @@ fn row<'a, T: Voxel>(plane: &ArrayView2<'a, T>, y: usize) -> Cow<'a, [T]> {
 pub fn downsample_volume<T: Voxel>(input: ArrayView3<'_, T>, out: &mut [T]) {
     let (nz, ny, nx) = input.dim();
     let (oy, ox) = (half(ny), half(nx));
-    assert_eq!(out.len(), half(nz) * oy * ox, "output length does not match the input shape");
+    assert_eq!(
+        out.len(),
+        half(nz) * oy * ox,
+        "output length does not match the input shape"
+    );
     out.par_chunks_mut(ox)
         .with_min_len(MIN_ROWS_PER_TASK)
         .enumerate()
@@ -131,7 +135,10 @@ impl<T: Voxel> Cascade<T> {
             s = level.out_shape;
             levels.push(level);
         }
-        Cascade { in_shape: shape, levels }
+        Cascade {
+            in_shape: shape,
+            levels,
+        }
     }
 
     /// The (y, x) shape of the source planes.
@@ -185,5 +192,162 @@ impl<T: Voxel> Cascade<T> {
     /// Output planes produced so far, per level.
     pub fn produced(&self) -> Vec<usize> {
         self.levels.iter().map(|l| l.produced).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use numpy::ndarray::{s, Array3};
+
+    /// The definition, one output voxel at a time, integer sums in i128.
+    fn reference_int(v: &Array3<i64>) -> Array3<i64> {
+        let (nz, ny, nx) = v.dim();
+        Array3::from_shape_fn((half(nz), half(ny), half(nx)), |(z, y, x)| {
+            let block = v.slice(s![
+                2 * z..(2 * z + 2).min(nz),
+                2 * y..(2 * y + 2).min(ny),
+                2 * x..(2 * x + 2).min(nx)
+            ]);
+            let n = block.len() as i128;
+            let sum: i128 = block.iter().map(|&a| a as i128).sum();
+            (sum + n / 2).div_euclid(n) as i64
+        })
+    }
+
+    fn run<T: Voxel>(v: &Array3<T>) -> Array3<T> {
+        let (nz, ny, nx) = v.dim();
+        let shape = (half(nz), half(ny), half(nx));
+        let mut out = vec![T::default(); shape.0 * shape.1 * shape.2];
+        downsample_volume(v.view(), &mut out);
+        Array3::from_shape_vec(shape, out).unwrap()
+    }
+
+    fn pseudo_random(shape: (usize, usize, usize), lo: i64, hi: i64, seed: u64) -> Array3<i64> {
+        let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+        Array3::from_shape_fn(shape, |_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let r = (state >> 33) as i64;
+            lo + r.rem_euclid(hi - lo + 1)
+        })
+    }
+
+    #[test]
+    fn odd_and_one_voxel_axes_match_the_definition() {
+        for &shape in &[
+            (1, 1, 1),
+            (1, 1, 7),
+            (1, 6, 1),
+            (5, 1, 1),
+            (3, 5, 7),
+            (4, 4, 4),
+            (9, 2, 3),
+        ] {
+            let v = pseudo_random(shape, 0, 65535, shape.0 as u64 * 31 + shape.2 as u64);
+            let got = run(&v.mapv(|a| a as u16));
+            assert_eq!(got.mapv(|a| a as i64), reference_int(&v), "shape {shape:?}");
+        }
+    }
+
+    #[test]
+    fn extreme_values_do_not_overflow() {
+        for &value in &[u32::MAX, 0] {
+            let got = run(&Array3::from_elem((3, 3, 3), value));
+            assert!(got.iter().all(|&a| a == value));
+        }
+        for &value in &[i32::MIN, i32::MAX] {
+            let got = run(&Array3::from_elem((3, 5, 3), value));
+            assert!(got.iter().all(|&a| a == value));
+        }
+        let v = pseudo_random((5, 5, 5), i16::MIN as i64, i16::MAX as i64, 9);
+        assert_eq!(
+            run(&v.mapv(|a| a as i16)).mapv(|a| a as i64),
+            reference_int(&v)
+        );
+    }
+
+    #[test]
+    fn signed_means_round_half_toward_plus_infinity() {
+        let v = Array3::from_shape_vec((1, 1, 8), vec![-1i16, 0, -2, -1, 0, 1, -3, -2]).unwrap();
+        assert_eq!(run(&v).into_raw_vec_and_offset().0, vec![0, -1, 1, -2]);
+        // a block of 8 summing to -4 is exactly -0.5: rounds to 0; -12/8 = -1.5 rounds to -1
+        let v = Array3::from_shape_vec(
+            (2, 2, 4),
+            vec![
+                -1i32, -1, -2, -2, -1, -1, -2, -2, 0, 0, -1, -1, 0, 0, -1, -1,
+            ],
+        )
+        .unwrap();
+        assert_eq!(run(&v).into_raw_vec_and_offset().0, vec![0, -1]);
+    }
+
+    #[test]
+    fn nan_gives_canonical_nan_and_infinities_follow_ieee() {
+        let mut v = Array3::<f32>::zeros((2, 2, 6));
+        v[[1, 1, 0]] = f32::NAN;
+        v[[0, 0, 2]] = f32::INFINITY;
+        v[[0, 0, 4]] = f32::INFINITY;
+        v[[1, 0, 5]] = f32::NEG_INFINITY;
+        let got = run(&v);
+        assert_eq!(got[[0, 0, 0]].to_bits(), f32::NAN.to_bits());
+        assert_eq!(got[[0, 0, 1]], f32::INFINITY);
+        assert_eq!(got[[0, 0, 2]].to_bits(), f32::NAN.to_bits());
+    }
+
+    #[test]
+    fn floats_sum_in_the_fixed_order() {
+        // z0: 1e16, 1, 1, 1 then z1: -1e16, 1, 1, 1 summed left to right in f64
+        let v = Array3::from_shape_vec((2, 2, 2), vec![1e16, 1.0, 1.0, 1.0, -1e16, 1.0, 1.0, 1.0])
+            .unwrap();
+        let mut s = 1e16f64;
+        for a in [1.0, 1.0, 1.0, -1e16, 1.0, 1.0, 1.0] {
+            s += a;
+        }
+        assert_eq!(run(&v)[[0, 0, 0]], s / 8.0);
+    }
+
+    #[test]
+    fn non_contiguous_views_match_contiguous_copies() {
+        let v = pseudo_random((6, 7, 9), 0, 255, 3).mapv(|a| a as u8);
+        let t = v.view().reversed_axes();
+        let mut out = vec![0u8; half(9) * half(7) * half(6)];
+        downsample_volume(t, &mut out);
+        let copy = t.as_standard_layout().to_owned();
+        assert_eq!(out, run(&copy).into_raw_vec_and_offset().0);
+    }
+
+    #[test]
+    fn cascade_matches_repeated_downsampling() {
+        let v = pseudo_random((23, 19, 14), 0, 65535, 5).mapv(|a| a as u16);
+        let mut cascade = Cascade::<u16>::new((19, 14), 3);
+        let shapes = cascade.level_shapes();
+        let mut bufs: Vec<Vec<u16>> = shapes.iter().map(|&(h, w)| vec![0; h * w]).collect();
+        let mut levels: Vec<Vec<u16>> = vec![Vec::new(); 3];
+        let mut collect = |done: Vec<(usize, usize)>, bufs: &Vec<Vec<u16>>| {
+            for (level, _z) in done {
+                levels[level - 1].extend_from_slice(&bufs[level - 1]);
+            }
+        };
+        for z in 0..23 {
+            let mut outs: Vec<&mut [u16]> = bufs.iter_mut().map(|b| b.as_mut_slice()).collect();
+            let done = cascade.push(v.index_axis(Axis(0), z), &mut outs);
+            collect(done, &bufs);
+        }
+        let mut outs: Vec<&mut [u16]> = bufs.iter_mut().map(|b| b.as_mut_slice()).collect();
+        let done = cascade.finish(&mut outs);
+        collect(done, &bufs);
+        let mut expected = v.clone();
+        for (k, level) in levels.iter().enumerate() {
+            expected = run(&expected);
+            assert_eq!(
+                level,
+                &expected.clone().into_raw_vec_and_offset().0,
+                "level {}",
+                k + 1
+            );
+        }
+        assert_eq!(cascade.produced(), vec![12, 6, 3]);
     }
 }

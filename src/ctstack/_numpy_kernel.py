@@ -2,7 +2,8 @@
 
 It follows the same arithmetic as ``rust/src/kernel.rs``: integer sums in a wide integer type
 rounded half toward +infinity with an arithmetic shift (every block size is a power of two),
-float sums in float64 in the fixed order z, y, x starting from the first voxel present. The
+float sums in float64 in the fixed order z, y, x starting from the first voxel present, a NaN
+result stored as the canonical quiet NaN. The
 work is vectorised integer adds on strided views, one output plane at a time so that memory
 stays bounded by a plane.
 """
@@ -47,12 +48,35 @@ class PlaneAccumulator:
         acc_dtype = np.dtype("float64") if self.is_float else _ACC[self.dtype]
         self.acc = np.zeros(self.shape_out, dtype=acc_dtype)
         self.planes = 0
+        self._rows: np.ndarray | None = None  # scratch for integer row sums, made on first use
         ky = _log2_counts(shape_yx[0])[:, None]
         kx = _log2_counts(shape_yx[1])[None, :]
         self._kyx = (ky + kx).astype(acc_dtype if not self.is_float else np.uint8)
 
     def add(self, plane: np.ndarray) -> None:
         """Adds one input plane (2D, the source dtype) in the fixed order."""
+        if self.is_float:
+            self._add_ordered(plane)
+        else:
+            self._add_integer(plane)
+        self.planes += 1
+
+    def _add_integer(self, plane: np.ndarray) -> None:
+        # integer sums do not depend on order: add row pairs (contiguous), then column pairs
+        rows = self._rows
+        if rows is None:
+            rows = self._rows = np.empty((self.shape_out[0], self.shape_in[1]), self.acc.dtype)
+        odd = plane[1::2]
+        np.copyto(rows, plane[0::2])
+        np.add(rows[: odd.shape[0]], odd, out=rows[: odd.shape[0]])
+        if self.planes == 0:
+            np.copyto(self.acc, rows[:, 0::2])
+        else:
+            self.acc += rows[:, 0::2]
+        right = rows[:, 1::2]
+        self.acc[:, : right.shape[1]] += right
+
+    def _add_ordered(self, plane: np.ndarray) -> None:
         acc = self.acc
         for i, (dy, dx) in enumerate(_YX):
             view = plane[dy::2, dx::2]
@@ -62,14 +86,18 @@ class PlaneAccumulator:
             if i == 0 and self.planes == 0:
                 target[...] = view
             else:
-                target += view
-        self.planes += 1
+                with np.errstate(invalid="ignore", over="ignore"):
+                    target += view
 
     def finish(self, out: np.ndarray | None = None) -> np.ndarray:
         """The mean of what was added, in the source dtype; resets for the next block."""
         if self.is_float:
             n = np.ldexp(1.0, self._kyx.astype(np.int32) + (self.planes - 1))
-            result = (self.acc / n).astype(self.dtype)
+            with np.errstate(invalid="ignore", over="ignore"):
+                result = (self.acc / n).astype(self.dtype)
+            nan = np.isnan(result)
+            if nan.any():  # one canonical quiet NaN, whatever payload the arithmetic left
+                result[nan] = np.nan
         else:
             k = self._kyx + self.acc.dtype.type(self.planes - 1)
             half = (self.acc.dtype.type(1) << k) >> self.acc.dtype.type(1)
