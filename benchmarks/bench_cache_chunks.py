@@ -68,13 +68,14 @@ class Layout:
 
 LAYOUTS = (
     Layout("v3 plane (1,Y,X) none", 3, 1, 1 << 30),
-    Layout("v3 (4,64,X) none", 3, 4, 64),
     Layout("v3 (8,32,X) none", 3, 8, 32),
-    Layout("v3 (16,16,X) none", 3, 16, 16),
+    Layout("v3 (8,64,X) none", 3, 8, 64),
+    Layout("v3 (16,32,X) none", 3, 16, 32),
     Layout("v3 (16,64,X) none", 3, 16, 64),
-    Layout("v2 (8,32,X) none", 2, 8, 32),
-    Layout("v3 (8,32,X) blosc-lz4", 3, 8, 32, codec="lz4"),
-    Layout("v3 shard (8,Y,X) of (1,32,X) none", 3, 1, 32, shard_depth=8),
+    Layout("v3 (32,32,X) none", 3, 32, 32),
+    Layout("v2 (16,64,X) none", 2, 16, 64),
+    Layout("v3 (16,64,X) blosc-lz4", 3, 16, 64, codec="lz4"),
+    Layout("v3 shard (16,Y,X) of (1,64,X) none", 3, 1, 64, shard_depth=16),
 )
 
 

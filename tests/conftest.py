@@ -33,3 +33,17 @@ def real_multipage_tif() -> Path:
     if not path.is_file():
         pytest.skip(f"real CT data not found at {path} (../shared is absent in a plain clone)")
     return path
+
+
+def pytest_configure(config) -> None:
+    """CI sets CTSTACK_REQUIRE_RUST=1: a broken build must not pass on the numpy fallback."""
+    import os
+
+    if os.environ.get("CTSTACK_REQUIRE_RUST") == "1":
+        import ctstack
+
+        if ctstack.backend() != "rust":
+            raise pytest.UsageError(
+                "CTSTACK_REQUIRE_RUST=1 but the Rust extension is not active "
+                f"(backend: {ctstack.backend()}); the build is broken"
+            )

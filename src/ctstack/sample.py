@@ -87,6 +87,7 @@ class _Scene:
     scale: float
     offset: float
     clip: tuple[float, float]
+    integer: bool
     seed: int
 
 
@@ -160,6 +161,7 @@ def _scene(shape: Shape3, dtype: str, seed: int) -> _Scene:
         scale=scale,
         offset=offset,
         clip=(lo, hi),
+        integer=np.dtype(dtype).kind in "iu",
         seed=seed,
     )
 
@@ -197,8 +199,9 @@ def _paint(
     holes: dict[int, tuple[int, int]] = {}
     if hole is not None:
         h0, hx0, hx1 = hole
-        holes = {h0 + r: (a, b) for r, (a, b) in enumerate(zip(hx0.tolist(), hx1.tolist()))}
-    for r, (a, b) in enumerate(zip(x0.tolist(), x1.tolist())):
+        pairs = zip(hx0.tolist(), hx1.tolist(), strict=True)
+        holes = {h0 + r: ab for r, ab in enumerate(pairs)}
+    for r, (a, b) in enumerate(zip(x0.tolist(), x1.tolist(), strict=True)):
         row = img[y0 + r]
         gap = holes.get(y0 + r)
         if gap is None or gap[1] < gap[0]:
@@ -236,7 +239,7 @@ def _render(i: int, scene: _Scene, out: np.ndarray) -> None:
     h = _mix(scene.seed, i)
     oy, ox = h % _NOISE_PAD, (h >> 20) % _NOISE_PAD
     out += scene.noise[oy : oy + ny, ox : ox + nx]
-    if scene.scale != 1.0:  # an integer type: round, then clip to its range
+    if scene.integer:  # round, then clip to the type's range
         np.rint(out, out=out)
         np.clip(out, *scene.clip, out=out)
 

@@ -1,0 +1,69 @@
+"""``ctstack pyramid PATH``: build (or reuse) the level-of-detail pyramid cache of a stack."""
+
+from __future__ import annotations
+
+import argparse
+import threading
+import time
+
+from .progress import ProgressBar
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "pyramid",
+        help="build or reuse the pyramid cache of a stack",
+        description="Build the level-of-detail pyramid of a CT stack in one pass over its "
+        "slices, or reuse a valid cache. Ctrl-C cancels and leaves no partial cache.",
+    )
+    p.add_argument("path", help="slice folder, one slice, multi-page TIFF or DICOM folder")
+    p.add_argument("--pattern", help="glob picking one series in a folder with several")
+    p.add_argument("--max-size", type=int, default=512, help="largest axis of the last level")
+    p.add_argument("--rebuild", action="store_true", help="ignore a valid cache and rebuild")
+    p.add_argument("--cache-dir", help="keep the cache here instead of beside the stack")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..errors import Cancelled
+    from ..stack import open_stack
+
+    stack = open_stack(args.path, pattern=args.pattern)
+    nz, ny, nx = stack.shape
+    print(f"{stack.name}: {nz} x {ny} x {nx} {stack.dtype} from {stack.root}")
+    bar = ProgressBar("pyramid")
+    calls = []
+
+    def progress(done: int, total: int) -> None:
+        calls.append(done)
+        bar(done, total)
+
+    cancel = threading.Event()
+    start = time.perf_counter()
+    try:
+        levels = stack.build_pyramid(
+            progress=progress,
+            cancel=cancel,
+            max_size=args.max_size,
+            rebuild=args.rebuild,
+            cache_dir=args.cache_dir,
+        )
+    except KeyboardInterrupt:
+        cancel.set()
+        bar.close()
+        raise
+    except Cancelled:
+        bar.close()
+        raise
+    bar.close()
+    seconds = time.perf_counter() - start
+    reused = len(calls) <= 1 and nz > 1
+    where = getattr(stack, "cache_location", None)
+    verb = "reused" if reused else "built"
+    place = f" at {where}" if where else ""
+    print(f"{verb} {len(levels) - 1} level(s) in {seconds:.2f} s{place}")
+    for k, level in enumerate(levels):
+        print(f"  level {k}: {' x '.join(str(n) for n in level.shape)}")
+    if not reused and seconds > 0:
+        print(f"  {nz / seconds:.1f} slices/s, {stack.data.nbytes / seconds / 1e6:.1f} MB/s read")
+    return 0
