@@ -1,0 +1,30 @@
+"""Type stubs of the Rust extension ``ctstack._core`` (rust/src/lib.rs)."""
+
+import numpy as np
+import numpy.typing as npt
+
+__version__: str
+
+def downsample(volume: npt.NDArray[np.generic]) -> npt.NDArray[np.generic]:
+    """One pyramid level of a 3D (z, y, x) array: the exact 2x2x2 block mean.
+
+    Accepts uint8, uint16, int16, uint32, int32, float32 and float64 in native byte order;
+    the GIL is released while it runs.
+    """
+
+class Cascade:
+    """Streaming pyramid builder: feed source planes in z order, get every level's planes."""
+
+    def __init__(self, height: int, width: int, levels: int, dtype: str) -> None: ...
+    def push(
+        self, plane: npt.NDArray[np.generic], outs: list[npt.NDArray[np.generic]]
+    ) -> list[tuple[int, int]]:
+        """Adds the next plane; returns the (level, z) planes now written into ``outs``."""
+    def finish(self, outs: list[npt.NDArray[np.generic]]) -> list[tuple[int, int]]:
+        """Flushes the partial blocks at the end of the volume into ``outs``."""
+    @property
+    def level_shapes(self) -> list[tuple[int, int]]: ...
+    @property
+    def produced(self) -> list[int]: ...
+    @property
+    def dtype(self) -> str: ...
