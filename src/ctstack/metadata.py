@@ -55,9 +55,7 @@ def user_unit(unit: str) -> str:
     """Normalise a unit given by the user, refusing what is not a length unit."""
     norm = normalise_unit(unit)
     if norm is None:
-        raise InvalidArgument(
-            f"unknown unit {unit!r}: use nm, um (µm, micron), mm, cm or pixel"
-        )
+        raise InvalidArgument(f"unknown unit {unit!r}: use nm, um (µm, micron), mm, cm or pixel")
     return norm
 
 
@@ -66,9 +64,13 @@ def user_voxel_size(value: float | Iterable[float]) -> tuple[float, float, float
     try:
         values = [float(value)] * 3 if isinstance(value, int | float) else [float(v) for v in value]
     except (TypeError, ValueError) as exc:
-        raise InvalidArgument(f"voxel_size {value!r} is not a number or a (z, y, x) triple") from exc
+        raise InvalidArgument(
+            f"voxel_size {value!r} is not a number or a (z, y, x) triple"
+        ) from exc
     if len(values) != 3 or not all(math.isfinite(v) and v > 0 for v in values):
-        raise InvalidArgument(f"voxel_size {value!r} must be one or three positive numbers (z, y, x)")
+        raise InvalidArgument(
+            f"voxel_size {value!r} must be one or three positive numbers (z, y, x)"
+        )
     return (values[0], values[1], values[2])
 
 
@@ -209,7 +211,9 @@ def _ome_voxel(xml: str) -> VoxelInfo | None:
     unit = units[2] or units[1]
     if unit is None or unit == PIXEL:
         return None
-    conv = [_convert(s, u, unit) if s is not None else None for s, u in zip(sizes, units)]
+    conv = [
+        _convert(s, u, unit) if s is not None else None for s, u in zip(sizes, units, strict=False)
+    ]
     y = conv[1] or conv[2]
     x = conv[2] or conv[1]
     z = conv[0] or x
@@ -254,4 +258,10 @@ def _resolution_voxel(page) -> VoxelInfo | None:
     if not xres:
         return None
     x, y = 1e4 / xres, 1e4 / yres  # pixels per cm -> micrometres per pixel
-    return VoxelInfo((x, y, x), "micrometer", "TIFF resolution tags (cm)")
+    unit = "micrometer"
+    if x >= 100:  # clinical CT: say 3.2 millimeter rather than 3200 micrometer
+        x, y, unit = x / 1e3, y / 1e3, "millimeter"
+    # the tags hold no z spacing: assume isotropic voxels and say so
+    return VoxelInfo(
+        (x, y, x), unit, "TIFF resolution tags (cm); z assumed equal to x", {"z_assumed": True}
+    )

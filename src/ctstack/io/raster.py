@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ImageTooLarge, UnreadableSlice, UnsupportedDtype, UnsupportedFormat
+from ..errors import ImageTooLarge, UnreadableSlice, UnsupportedDtype, UnsupportedFormat
 
 # A slice header claiming more pixels than this is refused before anything is allocated.
 MAX_SLICE_PIXELS = 2**31
@@ -164,7 +164,7 @@ def _tiff_header(path: Path) -> SliceHeader:
         next_ifd = struct.unpack(bo + ("Q" if big else "I"), block[count * esize :])[0]
 
     def tag(code: int, default: int) -> int:
-        return int(tags[code][0]) if code in tags and tags[code] else default
+        return int(tags[code][0]) if tags.get(code) else default
 
     if 256 not in tags or 257 not in tags:
         raise UnreadableSlice(f"{path}: TIFF has no image width/length")
@@ -178,16 +178,16 @@ def _tiff_header(path: Path) -> SliceHeader:
     stored = np.dtype(bool) if bits == 1 else np.dtype(f"{_SAMPLE_KIND[sample_format]}{bits // 8}")
     if y * x > MAX_SLICE_PIXELS:  # refuse before computing anything from the size
         return SliceHeader(path, "tiff", (y, x), np.dtype("uint8"))
-    colour = photometric in (2, 6) and spp >= 3 or photometric == 3
+    colour = (photometric in (2, 6) and spp >= 3) or photometric == 3
     if photometric == 3:  # palette: expanded to 16-bit colour map values, then luminance
         stored = np.dtype("uint16")
     dtype = map_dtype(stored, path)
     if compression == 1:  # uncompressed: a short file is a truncated slice
         offsets, counts = tags.get(273) or tags.get(324), tags.get(279) or tags.get(325)
-        if offsets and counts and max(o + c for o, c in zip(offsets, counts)) > size:
+        if offsets and counts and max(o + c for o, c in zip(offsets, counts, strict=False)) > size:
             raise UnreadableSlice(
                 f"{path}: truncated ({size} bytes, the image data needs "
-                f"{max(o + c for o, c in zip(offsets, counts))})"
+                f"{max(o + c for o, c in zip(offsets, counts, strict=False))})"
             )
     return SliceHeader(
         path,
@@ -209,6 +209,13 @@ _PIL_DTYPES = {"I;16": "uint16", "I;16L": "uint16", "I;16B": "uint16", "I": "int
 def _pillow_header(path: Path, kind: str) -> SliceHeader:
     from PIL import Image
 
+    if kind == "png":  # check the IHDR size ourselves: Pillow may not even parse a huge one
+        with open(path, "rb") as fh:
+            ihdr = fh.read(24)
+        if len(ihdr) == 24 and ihdr[12:16] == b"IHDR":
+            x, y = struct.unpack(">II", ihdr[16:24])
+            if x * y > MAX_SLICE_PIXELS:
+                return SliceHeader(path, kind, (y, x), np.dtype("uint8"))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -220,10 +227,7 @@ def _pillow_header(path: Path, kind: str) -> SliceHeader:
     except (Image.UnidentifiedImageError, SyntaxError, ValueError, struct.error) as exc:
         raise UnreadableSlice(f"{path}: not a readable {kind.upper()} image ({exc})") from exc
     png16_colour = kind == "png" and mode in ("RGB", "RGBA") and _png_bit_depth(path) == 16
-    if png16_colour:
-        dtype = np.dtype("uint16")
-    else:
-        dtype = np.dtype(_PIL_DTYPES.get(mode, "uint8"))
+    dtype = np.dtype("uint16") if png16_colour else np.dtype(_PIL_DTYPES.get(mode, "uint8"))
     colour = mode in ("RGB", "RGBA", "CMYK", "YCbCr") or (
         mode == "P" and palette is not None and not _grey_palette(palette)
     )

@@ -1,0 +1,226 @@
+"""Find the slice series in a folder: name parsing, natural order, numbering step, gaps, ties.
+
+A series is the files sharing prefix, suffix and extension around the LAST run of digits in
+the name; the number orders them. DICOM files are grouped later by SeriesInstanceUID instead.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import glob
+import math
+import os
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from functools import reduce
+from pathlib import Path
+
+from .errors import AccessDenied, DuplicateSliceNumber, NoSliceSeries, PathNotFound
+
+RASTER_EXTENSIONS = frozenset({".tif", ".tiff", ".png", ".bmp", ".jpg", ".jpeg"})
+DICOM_EXTENSIONS = frozenset({".dcm", ".dicom", ".ima"})
+CACHE_DIR_NAME = ".ctstack"
+# scanner previews and thumbnails that sit beside the slices (SkyScan writes *_spr.bmp)
+_PREVIEW = re.compile(r"(_spr|_prv|_preview|_thumb|_thumbnail)$", re.IGNORECASE)
+_LAST_DIGITS = re.compile(r"(\d+)(\D*)$")
+
+
+@dataclass(frozen=True)
+class SliceName:
+    """A file name split around its last run of digits: prefix, number, suffix, extension."""
+
+    prefix: str
+    number: int | None
+    digits: str
+    suffix: str
+    extension: str  # lower case, with the dot ("" when none)
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.prefix, self.suffix, self.extension)
+
+
+def parse_name(name: str) -> SliceName:
+    """Split ``scan_rec00001234.bmp`` into ('scan_rec', 1234, '00001234', '', '.bmp')."""
+    stem, ext = os.path.splitext(name)
+    known = ext.lower() in RASTER_EXTENSIONS or ext.lower() in DICOM_EXTENSIONS
+    if ext and not known and ext[1:].isdigit():  # '1.2.840.1.15': a DICOM UID as a name
+        stem, ext = name, ""
+    match = _LAST_DIGITS.search(stem)
+    if match is None:
+        return SliceName(stem, None, "", "", ext.lower())
+    return SliceName(
+        stem[: match.start()], int(match.group(1)), match.group(1), match.group(2), ext.lower()
+    )
+
+
+def natural_key(name: str) -> list:
+    """Sort key that orders embedded numbers by value ('s2' before 's10')."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
+
+
+@dataclass
+class SeriesInfo:
+    """One series found in a folder; `pattern` selects it again through open_stack(pattern=)."""
+
+    prefix: str
+    suffix: str
+    extension: str
+    pattern: str
+    files: list[Path]  # in number order
+    numbers: list[int | None]
+    kind: str = "raster"  # or "dicom"
+    series_uid: str | None = None
+    description: str = ""
+    extra: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def count(self) -> int:
+        return len(self.files)
+
+    def summary(self) -> dict:
+        """JSON-friendly description (for warnings, the CLI and stack.other_series)."""
+        out = {"pattern": self.pattern, "count": self.count, "kind": self.kind}
+        if self.series_uid:
+            out["series_uid"] = self.series_uid
+        if self.description:
+            out["description"] = self.description
+        return out
+
+    def __str__(self) -> str:
+        what = f" ({self.description})" if self.description else ""
+        return f"{self.pattern}: {self.count} file{'s' if self.count != 1 else ''}{what}"
+
+
+@dataclass(frozen=True)
+class Numbering:
+    """Where each file sits in z: index = (number - first) / step; `missing` are gaps."""
+
+    first: int
+    step: int
+    z: list[int]
+    depth: int
+    missing: list[int]
+
+
+def numbering(numbers: list[int]) -> Numbering:
+    """z indices from file numbers; step is the gcd of the differences (DESIGN.md Conventions)."""
+    if not numbers:
+        return Numbering(0, 1, [], 0, [])
+    first = min(numbers)
+    step = reduce(math.gcd, (n - first for n in numbers), 0) or 1
+    z = [(n - first) // step for n in numbers]
+    depth = max(z) + 1
+    present = set(z)
+    return Numbering(first, step, z, depth, [i for i in range(depth) if i not in present])
+
+
+def check_path(path: Path) -> Path:
+    """Raise PathNotFound (naming broken symlinks and loops) unless `path` exists."""
+    try:
+        path.stat()
+    except FileNotFoundError as exc:
+        if os.path.islink(path):
+            raise PathNotFound(f"{path}: broken symbolic link (its target does not exist)") from exc
+        raise PathNotFound(f"{path}: no such file or folder") from exc
+    except PermissionError as exc:
+        raise AccessDenied(f"{path}: permission denied") from exc
+    except OSError as exc:  # ELOOP and friends
+        raise PathNotFound(f"{path}: cannot be reached ({exc.strerror or exc})") from exc
+    return path
+
+
+def list_candidates(folder: Path) -> tuple[list[Path], list[Path]]:
+    """Image files in a folder as (raster, dicom candidates); skips hidden, cache, previews."""
+    try:
+        entries = list(os.scandir(folder))
+    except PermissionError as exc:
+        raise AccessDenied(f"{folder}: permission denied, cannot list the folder") from exc
+    except OSError as exc:
+        raise AccessDenied(f"{folder}: cannot list the folder ({exc.strerror or exc})") from exc
+    raster: list[Path] = []
+    dicom: list[Path] = []
+    for entry in entries:
+        name = entry.name
+        if name.startswith(".") or name == CACHE_DIR_NAME:
+            continue
+        try:
+            if not entry.is_file():  # follows symlinks; broken links and loops are not files
+                continue
+        except OSError:
+            continue
+        stem, ext = os.path.splitext(name)
+        ext = ext.lower()
+        if ext in RASTER_EXTENSIONS:
+            if not _PREVIEW.search(stem):
+                raster.append(Path(entry.path))
+        elif ext in DICOM_EXTENSIONS or (
+            (ext == "" or ext[1:].isdigit()) and _has_dicom_magic(Path(entry.path))
+        ):
+            dicom.append(Path(entry.path))
+    return raster, dicom
+
+
+def _has_dicom_magic(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(128)
+            return fh.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def matches(path: Path, pattern: str) -> bool:
+    """Case-insensitive glob match on the file name."""
+    return fnmatch.fnmatchcase(path.name.lower(), pattern.lower())
+
+
+def group_raster(files: list[Path]) -> list[SeriesInfo]:
+    """Group raster files into series by (prefix, suffix, extension), ordered by number."""
+    groups: dict[tuple[str, str, str], list[tuple[SliceName, Path]]] = defaultdict(list)
+    for path in files:
+        parsed = parse_name(path.name)
+        groups[parsed.key].append((parsed, path))
+    series = []
+    for (prefix, suffix, ext), members in groups.items():
+        members.sort(key=lambda m: (m[0].number if m[0].number is not None else -1, m[1].name))
+        has_number = members[0][0].number is not None
+        if has_number:
+            pattern = f"{glob.escape(prefix)}*{glob.escape(suffix)}{ext}"
+        else:
+            pattern = glob.escape(members[0][1].name)
+        series.append(
+            SeriesInfo(
+                prefix=prefix,
+                suffix=suffix,
+                extension=ext,
+                pattern=pattern,
+                files=[p for _, p in members],
+                numbers=[m.number for m, _ in members],
+            )
+        )
+    return series
+
+
+def check_duplicates(series: SeriesInfo) -> None:
+    """Two files with the same number (``s_1.tif`` and ``s_01.tif``) are an error naming both."""
+    seen: dict[int, Path] = {}
+    for number, path in zip(series.numbers, series.files, strict=False):
+        if number is None:
+            continue
+        if number in seen:
+            raise DuplicateSliceNumber(
+                f"{seen[number]} and {path} both carry slice number {number}; "
+                "remove one, or pick one series with pattern="
+            )
+        seen[number] = path
+
+
+def no_series_error(folder: Path, pattern: str | None) -> NoSliceSeries:
+    """The error for a folder (or pattern) that holds no image series, with a hint."""
+    if pattern:
+        return NoSliceSeries(f"{folder}: no image slices match pattern {pattern!r}")
+    return NoSliceSeries(
+        f"{folder}: no image series found (looked for TIFF, PNG, BMP, JPEG and DICOM files)"
+    )
