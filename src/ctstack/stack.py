@@ -80,7 +80,8 @@ class Stack:
         self._lock = threading.Lock()
         self._bad_z = {b.z for b in self.bad_slices}
         self.data = self._make_dask()
-        self.levels: list = [self.data, *reader.extra_levels()]
+        self.stored_levels: list = list(reader.extra_levels())  # OME-Zarr: its own pyramid
+        self.levels: list = [self.data, *self.stored_levels]
         for note in notes or []:
             self._warn(note)
 
