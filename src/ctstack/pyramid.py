@@ -175,7 +175,7 @@ def build_pyramid(
             progress=progress,
             cancel=cancel,
         )
-        arrays = writer.commit()
+        arrays = writer.commit(replace=rebuild)
     stack.levels = [stack.data, *(da.from_zarr(a) for a in arrays)]
     stack.cache_location = cache.location
     return stack.levels

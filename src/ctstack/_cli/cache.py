@@ -2,7 +2,8 @@
 
 PATH is a stack folder or one of its files; its caches are looked for beside it (``.ctstack/``)
 and in the shared cache dirs. Without PATH, every stack cached in the shared dir is covered.
-No slice is opened, so a cache can be cleaned even when its stack is gone or broken.
+Only headers are read (to find the stack's folder), and a stack that no longer opens can still
+have its cache cleaned.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import datetime as dt
 from pathlib import Path
 
 from .. import cache as _cache
+from ..errors import CTStackError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,10 +41,10 @@ def locations(path: Path | None, cache_dir: Path | None = None) -> list[Path]:
             return sorted(p for p in shared.iterdir() if p.is_dir())
         except OSError:
             return []
-    folder = path.parent if path.is_file() else path
+    folder = stack_root(path)
     candidates = [folder / _cache.LOCAL_DIRNAME, shared / _cache._namespace(folder)]
     if cache_dir is None:
-        # the user cache dir is the fallback for read-only stacks even when $CTSTACK_CACHE_DIR is set
+        # read-only stacks fall back to the user cache dir, even when the env var is set
         import platformdirs
 
         candidates.append(Path(platformdirs.user_cache_dir("ctstack")) / _cache._namespace(folder))
@@ -51,6 +53,19 @@ def locations(path: Path | None, cache_dir: Path | None = None) -> list[Path]:
         if c.is_dir() and c not in out:
             out.append(c)
     return out
+
+
+def stack_root(path: Path) -> Path:
+    """The folder owning the stack at ``path``: ``Stack.root`` when it opens, else the folder.
+
+    A stack that no longer opens (slices deleted, broken) can still have its cache cleaned.
+    """
+    try:
+        from ..stack import open_stack
+
+        return Path(open_stack(path).root)
+    except (ImportError, CTStackError):
+        return path.parent if path.is_file() else path
 
 
 def _mb(n: int) -> str:
@@ -80,8 +95,6 @@ def describe(item: dict) -> str:
 def run(args: argparse.Namespace) -> int:
     path = args.path
     if path is not None and not path.exists():
-        from ..errors import CTStackError
-
         raise CTStackError(f"{path}: no such file or folder")
     locs = locations(path, args.cache_dir)
     if args.action == "list":
