@@ -35,6 +35,7 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module 'ctstack' has no attribute {name!r}")
     mod = importlib.import_module(module)
+    # ctstack.export and ctstack.mesh are modules that are also callable (see _callable.py)
     value = mod if module == f"ctstack.{name}" else getattr(mod, name)
     globals()[name] = value
     return value

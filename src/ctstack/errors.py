@@ -75,3 +75,19 @@ class CacheError(CTStackError):
 
 class ExportError(CTStackError):
     """An export could not be written; partial output has been removed."""
+
+
+class OutputExists(ExportError, FileExistsError):
+    """The output path exists and ``overwrite=True`` was not given."""
+
+
+class NotEnoughSpace(ExportError):
+    """The free space on the target disk is less than the export needs (checked up front)."""
+
+
+class LevelNotAvailable(ExportError):
+    """The pyramid level asked for does not exist for this stack."""
+
+
+class UnsupportedExport(ExportError, ValueError):
+    """The format cannot hold this data (dtype, size) or an argument is impossible."""

@@ -1,0 +1,251 @@
+"""``ctstack export PATH [PATH ...] OUT``: write a region as slices, a TIFF stack or OME-Zarr.
+
+One PATH exports one stack to OUT; several PATHs (or a folder whose sub-folders are stacks)
+run as a batch into the folder OUT, each stack with its own ROI (--roi saved|auto|full).
+Regions are level-0 z/y/x index ranges, half-open: --z 120:860 exports slices 120..859.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+import warnings
+from pathlib import Path
+
+FORMATS = ("tiff", "png", "bmp", "tiff-stack", "ome-zarr")
+
+
+class Bar:
+    """A progress bar on stderr (a redrawn line on a terminal, a few lines otherwise)."""
+
+    def __init__(self, label: str, stream=None):
+        self.label = label
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.last = -1
+        self.t0 = time.perf_counter()
+
+    def __call__(self, done: int, total: int) -> None:
+        pct = int(100 * done / total) if total else 100
+        if self.tty:
+            filled = pct * 30 // 100
+            self.stream.write(
+                f"\r{self.label} [{'#' * filled}{'.' * (30 - filled)}] "
+                f"{done}/{total} {time.perf_counter() - self.t0:.0f} s"
+            )
+            if done >= total:
+                self.stream.write("\n")
+        elif pct // 10 != self.last // 10 or done >= total:
+            self.stream.write(f"{self.label}: {done}/{total} ({pct} %)\n")
+        self.last = pct
+        self.stream.flush()
+
+
+def parse_range(text: str) -> tuple[int | None, int | None]:
+    """``"A:B"``, ``"A:"`` or ``":B"`` as a half-open range (None for an open end)."""
+    from ..errors import InvalidArgument
+
+    try:
+        a, b = text.split(":")
+        return (int(a) if a.strip() else None, int(b) if b.strip() else None)
+    except ValueError as exc:
+        raise InvalidArgument(f"a range is A:B with integers, got {text!r}") from exc
+
+
+def parse_window(text: str | None) -> tuple[float, float] | None:
+    from ..errors import InvalidArgument
+
+    if text is None:
+        return None
+    try:
+        a, b = text.split(":")
+        return (float(a), float(b))
+    except ValueError as exc:
+        raise InvalidArgument(f"--window is LOW:HIGH, got {text!r}") from exc
+
+
+def add_common(parser: argparse.ArgumentParser) -> None:
+    """Arguments export and mesh share: paths, region, level, ROI, overwrite."""
+    parser.add_argument(
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        help="stack(s) to read, then OUT (a folder when several stacks)",
+    )
+    for axis in "zyx":
+        parser.add_argument(
+            f"--{axis}", metavar="A:B", help=f"level-0 {axis} index range, half-open (default: all)"
+        )
+    parser.add_argument("--level", type=int, default=0, help="pyramid level (0 = full size)")
+    parser.add_argument(
+        "--roi",
+        choices=("saved", "auto", "full"),
+        default=None,
+        help="region when --z/--y/--x are not given (batch default: saved)",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "export",
+        help="export a region (slices, TIFF, OME-Zarr)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_common(parser)
+    parser.add_argument("--format", "-f", choices=FORMATS, default="tiff")
+    parser.add_argument(
+        "--window",
+        metavar="LOW:HIGH",
+        help="write 8-bit scaled from this window (use --window=-1000:3000)",
+    )
+    parser.add_argument("--prefix", help="file name prefix for slice folders (default: source)")
+    parser.add_argument(
+        "--ngff",
+        choices=("0.4", "0.5"),
+        default="0.4",
+        help="OME-NGFF version for --format ome-zarr",
+    )
+    parser.add_argument(
+        "--max-size",
+        type=int,
+        default=512,
+        help="OME-Zarr: add levels until the largest axis is at most this",
+    )
+    parser.set_defaults(func=run)
+
+
+def split_paths(args: argparse.Namespace) -> tuple[list[str], Path, bool]:
+    """(inputs, OUT, batch?) from the positional paths."""
+    from ..batch import find_stacks
+    from ..errors import InvalidArgument
+
+    if len(args.paths) < 2:
+        raise InvalidArgument("give at least one PATH and the OUT path")
+    inputs, out = args.paths[:-1], Path(args.paths[-1])
+    batch = len(inputs) > 1 or find_stacks(inputs) != [Path(inputs[0])]
+    if batch and any(getattr(args, a) for a in "zyx"):
+        raise InvalidArgument("--z/--y/--x apply to one stack; for a batch use --roi")
+    return inputs, out, batch
+
+
+def region_of(args: argparse.Namespace, stack) -> dict:
+    """The region for one stack: --z/--y/--x if given, else the --roi choice (default full)."""
+    from ..roi import resolve_roi
+
+    if any(getattr(args, a) for a in "zyx"):
+        return {
+            a: slice(*parse_range(getattr(args, a))) if getattr(args, a) else None for a in "zyx"
+        }
+    roi = resolve_roi(stack, args.roi or "full")
+    if (roi.reason and roi.source != "full") or args.roi == "auto":
+        print(f"ROI: {roi.reason}", file=sys.stderr)
+    return {**roi.slices, "_roi": roi}
+
+
+def open_for(args: argparse.Namespace, path: str):
+    from ..export.planes import level_array
+    from ..stack import open_stack
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        stack = open_stack(path)
+    if args.level > 0 and len(stack.levels) <= args.level:
+        level_array(stack, args.level, Bar("pyramid"))
+    return stack
+
+
+def run_batch_cli(
+    args: argparse.Namespace, inputs: list[str], out: Path, fmt: str, **options
+) -> int:
+    """Run the batch with a bar per stack; print the summary; exit 1 if any stack failed."""
+    from ..batch import run_batch
+
+    bars: dict[int, Bar] = {}
+
+    def on_event(event) -> None:
+        if event.kind == "start":
+            print(f"[{event.index + 1}/{event.count}] {event.path}", file=sys.stderr)
+            bars[event.index] = Bar(f"  {Path(event.path).name}")
+        elif event.kind == "progress":
+            bars[event.index](event.done, event.total)
+        elif event.kind == "failed":
+            print(f"  failed: {event.message}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        summary = run_batch(
+            inputs,
+            out,
+            format=fmt,
+            roi=args.roi or "saved",
+            level=args.level,
+            overwrite=args.overwrite,
+            on_event=on_event,
+            cancel=threading.Event(),
+            **options,
+        )
+    if args.json:
+        print(json.dumps([_item_json(i) for i in summary.items], indent=1))
+    else:
+        print(summary.text())
+    return 1 if summary.failed else 0
+
+
+def result_json(result) -> dict:
+    return {
+        "path": str(result.path),
+        "format": result.format,
+        "files": len(result.files),
+        "bytes": result.bytes,
+        "seconds": round(result.seconds, 3),
+        "shape": list(result.shape),
+        "dtype": result.dtype,
+        "level": result.level,
+        "region": result.region,
+        **result.extra,
+    }
+
+
+def _item_json(item) -> dict:
+    return {
+        "path": str(item.path),
+        "ok": item.ok,
+        "error": item.error,
+        "result": result_json(item.result) if item.ok else None,
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..export import export
+
+    inputs, out, batch = split_paths(args)
+    window = parse_window(args.window)
+    options = {
+        "window": window,
+        "prefix": args.prefix,
+        "ngff_version": args.ngff,
+        "max_size": args.max_size,
+    }
+    if batch:
+        return run_batch_cli(args, inputs, out, args.format, **options)
+    stack = open_for(args, inputs[0])
+    region = region_of(args, stack)
+    region.pop("_roi", None)
+    result = export(
+        stack,
+        out,
+        level=args.level,
+        format=args.format,
+        overwrite=args.overwrite,
+        progress=Bar("export"),
+        **region,
+        **options,
+    )
+    print(json.dumps(result_json(result), indent=1) if args.json else result.summary())
+    return 0

@@ -1,0 +1,226 @@
+"""Run one set of export (or mesh) settings over many stacks, each with its own ROI.
+
+Qt-free: the napari batch widget and ``ctstack export A B C OUT`` are thin faces over
+``run_batch``, which reports per-stack events to a callback. A failure on one stack is
+recorded and the rest go on; the summary lists what was written where.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import Cancelled, CTStackError
+from .export.writing import ExportResult, human_bytes
+
+MESH_FORMATS = ("stl", "ply", "obj")
+
+
+@dataclass
+class BatchEvent:
+    """One thing that happened: ``start``, ``progress``, ``done``, ``failed`` or ``finished``."""
+
+    kind: str
+    index: int  # 0-based stack number (``count`` for ``finished``)
+    count: int  # stacks in the batch
+    path: Path | None = None
+    done: int = 0  # slices done within this stack (progress events)
+    total: int = 0
+    message: str = ""
+    result: ExportResult | None = None
+
+
+@dataclass
+class BatchItem:
+    """The outcome for one stack."""
+
+    path: Path
+    out: Path | None = None
+    roi: Any = None
+    result: ExportResult | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.result is not None
+
+
+@dataclass
+class BatchSummary:
+    """All outcomes, in order, and the wall time."""
+
+    items: list[BatchItem] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def failed(self) -> list[BatchItem]:
+        return [i for i in self.items if not i.ok]
+
+    def text(self) -> str:
+        """A few lines: one per stack (what went where, or why not), then the totals."""
+        lines = []
+        for item in self.items:
+            if item.ok:
+                r = item.result
+                lines.append(
+                    f"ok      {item.path} -> {r.path} ({len(r.files)} files, "
+                    f"{human_bytes(r.bytes)}, {r.seconds:.1f} s)"
+                )
+            else:
+                lines.append(f"FAILED  {item.path}: {item.error}")
+        good = len(self.items) - len(self.failed)
+        lines.append(
+            f"{good} of {len(self.items)} stacks written, {len(self.failed)} failed, "
+            f"{self.seconds:.1f} s"
+        )
+        return "\n".join(lines)
+
+
+def _is_stack_dir(folder: Path) -> bool:
+    from .discovery import list_candidates
+    from .ngff import is_ome_zarr
+
+    if is_ome_zarr(folder):
+        return True
+    try:
+        raster, dicom = list_candidates(folder)
+    except CTStackError:
+        return True  # let opening it report the problem
+    return bool(raster or dicom)
+
+
+def find_stacks(paths: Iterable[str | Path]) -> list[Path]:
+    """Expand each path: a stack (file or folder of slices) stays; a folder without slices
+    stands for its sub-folders (hidden ones skipped). Missing paths stay, to fail visibly."""
+    from .discovery import natural_key
+
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir() and not _is_stack_dir(p):
+            subs = sorted(
+                (d for d in p.iterdir() if d.is_dir() and not d.name.startswith(".")),
+                key=lambda d: natural_key(d.name),
+            )
+            found.extend(subs or [p])
+        else:
+            found.append(p)
+    return found
+
+
+def output_name(path: Path, fmt: str) -> str:
+    """``<stack name>`` for slice folders, plus ``.tif``, ``.ome.zarr`` or ``.<mesh>``."""
+    name = path.name
+    for suffix in (".ome.zarr", ".zarr", ".ome.tiff", ".ome.tif", ".tiff", ".tif"):
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    ext = {"tiff-stack": ".tif", "ome-zarr": ".ome.zarr"}.get(fmt, "")
+    if fmt in MESH_FORMATS:
+        ext = f".{fmt}"
+    return (name or "stack") + ext
+
+
+def run_batch(
+    paths: Iterable[str | Path],
+    out_dir: str | Path,
+    format: str = "tiff",
+    roi: Any = "saved",
+    level: int = 0,
+    window: tuple[float, float] | None = None,
+    overwrite: bool = False,
+    threshold: float | None = None,
+    invert: bool = False,
+    on_event: Callable[[BatchEvent], Any] | None = None,
+    cancel: threading.Event | None = None,
+    **options: Any,
+) -> BatchSummary:
+    """Export every stack of ``paths`` (see ``find_stacks``) into ``out_dir``.
+
+    ``roi``: "saved" (the stack's saved ROI, else the full volume), "auto" (``suggest_roi``),
+    "full", or a callable ``stack -> ROI``. ``format``: an export format, or "stl"/"ply"/"obj"
+    for meshes (threshold: the one given, else the ROI's). Other ``options`` go to
+    ``ctstack.export``. A set ``cancel`` stops the batch (Cancelled) after cleaning up.
+    """
+    from .export import export
+    from .mesh import mesh
+    from .roi import resolve_roi
+    from .stack import open_stack
+
+    stacks = find_stacks(paths)
+    out_dir = Path(out_dir)
+    emit = on_event or (lambda event: None)
+    summary = BatchSummary()
+    t0 = time.perf_counter()
+    used: set[str] = set()
+    count = len(stacks)
+    for index, path in enumerate(stacks):
+        item = BatchItem(path)
+        summary.items.append(item)
+        emit(BatchEvent("start", index, count, path))
+
+        def progress(done: int, total: int, _i=index, _p=path) -> None:
+            emit(BatchEvent("progress", _i, count, _p, done, total))
+
+        try:
+            name = output_name(path, format)
+            stem, n = name, 2
+            while name in used:
+                name, n = f"{stem}_{n}", n + 1
+            used.add(name)
+            item.out = out_dir / name
+            stack = open_stack(path)
+            item.roi = roi(stack) if callable(roi) else resolve_roi(stack, roi)
+            region = item.roi.slices
+            if format in MESH_FORMATS:
+                thr = threshold if threshold is not None else item.roi.threshold
+                if thr is None:
+                    raise CTStackError(
+                        f"{path}: no threshold given and none found by the ROI "
+                        f"({item.roi.reason or item.roi.source})"
+                    )
+                item.result = mesh(
+                    stack,
+                    item.out,
+                    thr,
+                    level=level,
+                    invert=invert,
+                    overwrite=overwrite,
+                    progress=progress,
+                    cancel=cancel,
+                    **region,
+                )
+            else:
+                item.result = export(
+                    stack,
+                    item.out,
+                    level=level,
+                    format=format,
+                    overwrite=overwrite,
+                    window=window,
+                    progress=progress,
+                    cancel=cancel,
+                    **region,
+                    **options,
+                )
+            emit(
+                BatchEvent(
+                    "done", index, count, path, message=item.result.summary(), result=item.result
+                )
+            )
+        except Cancelled as exc:
+            item.error = str(exc)
+            emit(BatchEvent("failed", index, count, path, message=str(exc)))
+            summary.seconds = time.perf_counter() - t0
+            raise
+        except Exception as exc:  # one broken stack must not stop the others
+            item.error = (
+                str(exc) if isinstance(exc, CTStackError) else f"{type(exc).__name__}: {exc}"
+            )
+            emit(BatchEvent("failed", index, count, path, message=item.error))
+    summary.seconds = time.perf_counter() - t0
+    emit(BatchEvent("finished", count, count, message=summary.text()))
+    return summary

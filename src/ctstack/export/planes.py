@@ -1,0 +1,143 @@
+"""Stream the planes of a region in z order, a few slices ahead, in bounded memory.
+
+Level 0 is decoded slice by slice through ``stack.read_slice``; level k > 0 is read from the
+pyramid (``stack.levels[k]``). A ``window=(low, high)`` maps intensities linearly to uint8.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import Cancelled, LevelNotAvailable, UnsupportedExport
+from .regions import Region, make_region
+
+if TYPE_CHECKING:
+    from ..stack import Stack
+
+Progress = Callable[[int, int], Any]
+READ_AHEAD = 4  # planes in flight
+READ_THREADS = 2
+
+
+def level_array(
+    stack: Stack,
+    level: int,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+):
+    """Level ``level`` of the stack (building the pyramid if needed), else LevelNotAvailable."""
+    if level < 0:
+        raise LevelNotAvailable(f"{stack.path}: level must be 0 or more, got {level}")
+    if level == 0:
+        return stack.data
+    if len(stack.levels) <= level:
+        stack.build_pyramid(progress=progress, cancel=cancel)
+    if len(stack.levels) <= level:
+        have = ", ".join(
+            f"{i}: {' x '.join(map(str, a.shape))}" for i, a in enumerate(stack.levels)
+        )
+        raise LevelNotAvailable(
+            f"{stack.path}: level {level} does not exist; this stack has levels 0.."
+            f"{len(stack.levels) - 1} ({have}); stack.build_pyramid(max_size=...) with a "
+            "smaller max_size makes more levels"
+        )
+    return stack.levels[level]
+
+
+def resolve(
+    stack: Stack,
+    z: Any,
+    y: Any,
+    x: Any,
+    level: int,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+) -> Region:
+    """The region placed on its level, building the pyramid first when level k needs it."""
+    arr = level_array(stack, level, progress, cancel)
+    return make_region(stack, z, y, x, level, tuple(int(n) for n in arr.shape))
+
+
+def check_window(window: Any) -> tuple[float, float] | None:
+    """``(low, high)`` as floats with low < high, or None."""
+    if window is None:
+        return None
+    try:
+        low, high = (float(v) for v in window)
+    except (TypeError, ValueError) as exc:
+        raise UnsupportedExport(f"window must be (low, high), got {window!r}") from exc
+    if not high > low:
+        raise UnsupportedExport(f"window low ({low:g}) must be below high ({high:g})")
+    return (low, high)
+
+
+def apply_window(plane: np.ndarray, window: tuple[float, float]) -> np.ndarray:
+    """uint8 = round(clip((v - low) / (high - low), 0, 1) * 255); NaN becomes 0."""
+    low, high = window
+    scaled = (plane.astype(np.float64) - low) * (255.0 / (high - low))
+    np.clip(scaled, 0, 255, out=scaled)
+    scaled = np.nan_to_num(scaled, nan=0.0)
+    return np.floor(scaled + 0.5).astype(np.uint8)
+
+
+def out_dtype(stack: Stack, window: tuple[float, float] | None) -> np.dtype:
+    return np.dtype(np.uint8) if window is not None else np.dtype(stack.dtype)
+
+
+class PlaneReader:
+    """Reads plane ``i`` (0-based within the region) of a region at its level."""
+
+    def __init__(self, stack: Stack, region: Region, window: tuple[float, float] | None):
+        self.stack = stack
+        self.region = region
+        self.window = window
+        self.array = stack.data if region.level == 0 else stack.levels[region.level]
+        (self.z0, _), ys, xs = region.ranges
+        self.yx = (slice(*ys), slice(*xs))
+
+    def __call__(self, i: int) -> np.ndarray:
+        z = self.z0 + i
+        if self.region.level == 0:
+            plane = self.stack.read_slice(z)[self.yx]
+        else:
+            plane = np.asarray(self.array[(z, *self.yx)].compute())
+        if self.window is not None:
+            return apply_window(plane, self.window)
+        return np.ascontiguousarray(plane, dtype=self.stack.dtype)
+
+
+def iter_planes(
+    reader: Callable[[int], np.ndarray],
+    count: int,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+    what: str = "export",
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(i, plane)`` for i in 0..count-1 in order, decoding a few planes ahead.
+
+    Checks ``cancel`` before every plane (raising Cancelled) and reports ``progress(i+1, count)``
+    after the consumer has handled plane i.
+    """
+    with ThreadPoolExecutor(READ_THREADS, thread_name_prefix="ctstack-export") as pool:
+        pending: deque[Future] = deque()
+        nxt = 0
+        try:
+            for i in range(count):
+                while nxt < count and len(pending) < READ_AHEAD:
+                    pending.append(pool.submit(reader, nxt))
+                    nxt += 1
+                if cancel is not None and cancel.is_set():
+                    raise Cancelled(f"{what} cancelled after {i} of {count} slices")
+                plane = pending.popleft().result()
+                yield i, plane
+                if progress is not None:
+                    progress(i + 1, count)
+        finally:
+            for f in pending:
+                f.cancel()

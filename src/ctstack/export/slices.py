@@ -1,0 +1,178 @@
+"""A folder of 2D slices (TIFF, PNG or BMP), named and numbered as DESIGN.md says.
+
+Level 0 keeps the source prefix, padding and file numbers (a z-crop 120..860 keeps 120..859);
+other levels are numbered from 0 with the same prefix and padding.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..discovery import parse_name
+from ..errors import UnsupportedExport
+from .provenance import IMAGEJ_UNITS, OME_UNITS
+from .regions import Region
+
+if TYPE_CHECKING:
+    from ..stack import Stack
+
+EXTENSIONS = {"tiff": ".tif", "png": ".png", "bmp": ".bmp"}
+ALLOWED = {"png": ("uint8", "uint16"), "bmp": ("uint8",)}
+IMAGEJ_DTYPES = ("uint8", "uint16", "float32")
+WRITE_THREADS = 2
+WRITE_AHEAD = 4  # files in flight
+PROVENANCE_TAG = 65000  # private TIFF tag holding the provenance JSON (ASCII)
+
+
+def check_dtype(fmt: str, dtype: np.dtype) -> None:
+    """PNG holds 8/16-bit unsigned, BMP 8-bit; TIFF anything the engine reads."""
+    allowed = ALLOWED.get(fmt)
+    if allowed is not None and np.dtype(dtype).name not in allowed:
+        raise UnsupportedExport(
+            f"{fmt.upper()} cannot hold {np.dtype(dtype).name} data (it takes "
+            f"{' or '.join(allowed)}); pass window=(low, high) for 8-bit output or use tiff"
+        )
+
+
+def naming(
+    stack: Stack, region: Region, fmt: str, prefix: str | None = None
+) -> Callable[[int], str]:
+    """File name of region plane i: source prefix/padding, numbers kept at level 0."""
+    ext = EXTENSIONS[fmt]
+    numbering = stack.metadata.get("numbering") or {}
+    src_prefix, suffix, digits = f"{stack.name}_", "", 4
+    first, step = 0, 1
+    if numbering and stack.files:
+        parsed = parse_name(Path(stack.files[0]).name)
+        if parsed.number is not None:
+            src_prefix, suffix, digits = parsed.prefix, parsed.suffix, len(parsed.digits)
+            first, step = int(numbering.get("first", 0)), int(numbering.get("step", 1))
+    prefix = src_prefix if prefix is None else prefix
+    z0 = region.ranges[0][0]
+    if region.level == 0:
+
+        def number(i: int) -> int:
+            return first + (z0 + i) * step
+    else:
+
+        def number(i: int) -> int:
+            return i
+
+    width = max(digits, len(str(number(region.shape[0] - 1))))
+    return lambda i: f"{prefix}{number(i):0{width}d}{suffix}{ext}"
+
+
+def plane_bytes(region: Region, dtype: np.dtype) -> int:
+    return region.shape[1] * region.shape[2] * np.dtype(dtype).itemsize
+
+
+class SliceWriter:
+    """Writes plane i of the region as one file in ``folder``."""
+
+    def __init__(
+        self, folder: Path, fmt: str, region: Region, name: Callable[[int], str], prov: dict
+    ):
+        self.folder = folder
+        self.fmt = fmt
+        self.region = region
+        self.name = name
+        self.prov = prov
+        self.pool: ThreadPoolExecutor | None = None
+        self.pending: deque[Future] = deque()
+
+    def __enter__(self) -> SliceWriter:
+        self.pool = ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="ctstack-write")
+        return self
+
+    def __exit__(self, typ, exc, tb) -> None:
+        """Wait for the files in flight (errors surface here) or, on an error, drop them."""
+        try:
+            while self.pending:
+                future = self.pending.popleft()
+                if exc is None:
+                    future.result()
+                else:
+                    future.cancel()
+        finally:
+            self.pool.shutdown(wait=True)
+
+    def submit(self, i: int, plane: np.ndarray) -> None:
+        """Write plane i on a writer thread (a few in flight; the plane must not be reused)."""
+        while len(self.pending) >= WRITE_AHEAD:
+            self.pending.popleft().result()
+        self.pending.append(self.pool.submit(self.write, i, plane))
+
+    def write(self, i: int, plane: np.ndarray) -> Path:
+        path = self.folder / self.name(i)
+        if self.fmt == "tiff":
+            self._tiff(path, i, plane)
+        else:
+            self._pillow(path, i, plane)
+        return path
+
+    def _meta(self, i: int) -> str:
+        return json.dumps({**self.prov, "z_index": self.region.ranges[0][0] + i})
+
+    def _tiff(self, path: Path, i: int, plane: np.ndarray) -> None:
+        import tifffile
+
+        from .. import __version__
+
+        vz, vy, vx = self.region.voxel_size
+        oz, oy, ox = self.region.origin
+        z = oz + i * vz
+        unit = self.region.unit
+        kwargs: dict = {
+            "photometric": "minisblack",
+            "software": f"ctstack {__version__}",
+            "extratags": [(PROVENANCE_TAG, "s", 0, self._meta(i), True)],
+        }
+        if plane.dtype.name in IMAGEJ_DTYPES:
+            meta = {"spacing": vz, "Info": self._meta(i)}
+            if unit in IMAGEJ_UNITS:
+                meta.update(
+                    unit=IMAGEJ_UNITS[unit], xorigin=-ox / vx, yorigin=-oy / vy, zorigin=-z / vz
+                )
+                kwargs["resolution"] = (1 / vx, 1 / vy)
+            kwargs.update(imagej=True, metadata=meta)
+        else:
+            u = OME_UNITS.get(unit)
+            meta = {"axes": "YX"}
+            if u:
+                meta.update(
+                    PhysicalSizeX=vx,
+                    PhysicalSizeXUnit=u,
+                    PhysicalSizeY=vy,
+                    PhysicalSizeYUnit=u,
+                    PhysicalSizeZ=vz,
+                    PhysicalSizeZUnit=u,
+                    Plane={
+                        "PositionX": [ox],
+                        "PositionY": [oy],
+                        "PositionZ": [z],
+                        "PositionXUnit": [u],
+                        "PositionYUnit": [u],
+                        "PositionZUnit": [u],
+                    },
+                )
+            kwargs.update(ome=True, metadata=meta)
+        tifffile.imwrite(path, plane, **kwargs)
+
+    def _pillow(self, path: Path, i: int, plane: np.ndarray) -> None:
+        from PIL import Image, PngImagePlugin
+
+        image = Image.fromarray(plane)
+        with open(path, "wb") as fh:
+            if self.fmt == "png":
+                info = PngImagePlugin.PngInfo()
+                info.add_text("ctstack", self._meta(i))
+                image.save(fh, format="PNG", pnginfo=info, compress_level=1)
+            else:
+                image.save(fh, format="BMP")

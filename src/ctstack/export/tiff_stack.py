@@ -1,0 +1,80 @@
+"""One multi-page TIFF of the region: ImageJ hyperstack where ImageJ allows it (uint8, uint16,
+float32, under 4 GiB), else a BigTIFF with OME-XML. Pages are streamed one plane at a time."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from .provenance import IMAGEJ_UNITS, OME_UNITS
+from .regions import Region
+from .slices import IMAGEJ_DTYPES, PROVENANCE_TAG
+
+IMAGEJ_LIMIT = 2**32 - 2**25  # bytes of pixels: classic TIFF offsets are 32-bit
+
+
+def flavour(region: Region, dtype: np.dtype) -> str:
+    """``"imagej"`` or ``"ome-bigtiff"`` for this region and dtype."""
+    nbytes = int(np.prod(region.shape)) * np.dtype(dtype).itemsize
+    if np.dtype(dtype).name in IMAGEJ_DTYPES and nbytes < IMAGEJ_LIMIT:
+        return "imagej"
+    return "ome-bigtiff"
+
+
+def write_stack(
+    path: Path, planes: Iterator[np.ndarray], region: Region, dtype: np.dtype, prov: dict
+) -> str:
+    """Write all planes (in z order) to ``path``; returns the flavour written."""
+    import tifffile
+
+    from .. import __version__
+
+    kind = flavour(region, dtype)
+    vz, vy, vx = region.voxel_size
+    oz, oy, ox = region.origin
+    text = json.dumps(prov)
+    kwargs: dict = {
+        "shape": region.shape,
+        "dtype": np.dtype(dtype),
+        "photometric": "minisblack",
+        "software": f"ctstack {__version__}",
+        "extratags": [(PROVENANCE_TAG, "s", 0, text, True)],
+    }
+    if kind == "imagej":
+        meta = {"axes": "ZYX", "spacing": vz, "Info": text}
+        if region.unit in IMAGEJ_UNITS:
+            meta.update(
+                unit=IMAGEJ_UNITS[region.unit], xorigin=-ox / vx, yorigin=-oy / vy, zorigin=-oz / vz
+            )
+            kwargs["resolution"] = (1 / vx, 1 / vy)
+        kwargs["metadata"] = meta
+        writer = tifffile.TiffWriter(path, imagej=True)
+    else:
+        meta = {"axes": "ZYX"}
+        u = OME_UNITS.get(region.unit)
+        if u:
+            n = region.shape[0]
+            meta.update(
+                PhysicalSizeX=vx,
+                PhysicalSizeXUnit=u,
+                PhysicalSizeY=vy,
+                PhysicalSizeYUnit=u,
+                PhysicalSizeZ=vz,
+                PhysicalSizeZUnit=u,
+                Plane={
+                    "PositionX": [ox] * n,
+                    "PositionY": [oy] * n,
+                    "PositionZ": [oz + i * vz for i in range(n)],
+                    "PositionXUnit": [u] * n,
+                    "PositionYUnit": [u] * n,
+                    "PositionZUnit": [u] * n,
+                },
+            )
+        kwargs["metadata"] = meta
+        writer = tifffile.TiffWriter(path, bigtiff=True, ome=True)
+    with writer:
+        writer.write(planes, **kwargs)
+    return kind

@@ -1,0 +1,162 @@
+"""What every writer shares: refuse to overwrite, check free space, write under a temporary
+name beside the target, rename into place at the end, and remove partial output on failure."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import Cancelled, CTStackError, ExportError, NotEnoughSpace, OutputExists
+
+TMP_TAG = ".ctstack-tmp-"
+SPACE_MARGIN = 16 << 20  # bytes kept free beyond the estimate (file system overhead, metadata)
+
+
+@dataclass
+class ExportResult:
+    """What an export wrote: where, which files, how many bytes, how long it took."""
+
+    path: Path
+    format: str
+    files: list[Path]
+    bytes: int
+    seconds: float
+    shape: tuple[int, ...] = ()
+    dtype: str = ""
+    level: int = 0
+    region: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def summary(self) -> str:
+        """One line: ``wrote 740 tiff files (1.21 GiB) to out/ in 12.3 s``."""
+        n = len(self.files)
+        what = f"{n} {self.format} file{'s' if n != 1 else ''}"
+        return f"wrote {what} ({human_bytes(self.bytes)}) to {self.path} in {self.seconds:.1f} s"
+
+    __str__ = summary
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
+        n /= 1024
+    return f"{n:.2f} TiB"
+
+
+def tree_bytes(path: Path) -> int:
+    """Size of a file, or of every file below a folder."""
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def check_target(out: Path, overwrite: bool, sources: list[Path]) -> Path:
+    """Refuse an existing target without overwrite, and any target that holds the source."""
+    out = Path(out).expanduser()
+    resolved = out.resolve()
+    for src in sources:
+        s = Path(src).resolve()
+        if s == resolved or resolved in s.parents:
+            raise ExportError(f"{out}: refusing to write over the source stack ({src})")
+    if (out.exists() or out.is_symlink()) and not overwrite:
+        raise OutputExists(f"{out}: already exists (pass overwrite=True / --overwrite to replace)")
+    return out
+
+
+def check_space(folder: Path, need: int) -> None:
+    """Raise NotEnoughSpace when ``need`` bytes (plus a margin) do not fit on folder's disk."""
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    if need + SPACE_MARGIN > free:
+        raise NotEnoughSpace(
+            f"{folder}: the export needs about {human_bytes(need)} but only "
+            f"{human_bytes(free)} is free there; free some space or choose a smaller region, "
+            "a coarser level or an 8-bit window"
+        )
+
+
+def remove(path: Path) -> None:
+    """Remove a file or folder tree, ignoring what is already gone."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def describe_oserror(exc: OSError, out: Path) -> ExportError:
+    """An ExportError naming the file and the cause (disk full, permission denied, ...)."""
+    where = exc.filename or out
+    if exc.errno == errno.ENOSPC:
+        why = "disk full"
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        why = "permission denied" if exc.errno != errno.EROFS else "read-only file system"
+    else:
+        why = exc.strerror or str(exc)
+    return ExportError(f"{out}: {why} while writing {where}; the partial output was removed")
+
+
+class Staging:
+    """A temporary sibling of ``out`` to write into, renamed onto ``out`` by ``commit()``.
+
+    Used as a context manager: leaving it without commit (an error, a cancel) removes the
+    temporary output; OSErrors become ExportError. The source is never touched.
+    """
+
+    def __init__(self, out: Path, overwrite: bool, folder: bool):
+        self.out = Path(out)
+        self.overwrite = overwrite
+        self.folder = folder
+        self.tmp = (
+            self.out.parent / f".{self.out.name}{TMP_TAG}{os.getpid()}-{secrets.token_hex(4)}"
+        )
+        self.committed = False
+        self.t0 = time.perf_counter()
+
+    def __enter__(self) -> Staging:
+        try:
+            self.out.parent.mkdir(parents=True, exist_ok=True)
+            if self.folder:
+                self.tmp.mkdir()
+        except OSError as exc:
+            raise describe_oserror(exc, self.out) from exc
+        return self
+
+    def __exit__(self, typ, exc, tb) -> bool:
+        if not self.committed:
+            remove(self.tmp)
+        if isinstance(exc, OSError) and not isinstance(exc, CTStackError):
+            raise describe_oserror(exc, self.out) from exc
+        if isinstance(exc, Cancelled):
+            return False
+        return False
+
+    def commit(self) -> None:
+        """Move the finished output into place (replacing the old one when overwrite=True)."""
+        trash = None
+        if self.out.exists() or self.out.is_symlink():
+            if not self.overwrite:
+                raise OutputExists(f"{self.out}: appeared while exporting; left as it was")
+            trash = self.out.parent / f".{self.out.name}.ctstack-old-{secrets.token_hex(4)}"
+            os.replace(self.out, trash)
+        try:
+            os.replace(self.tmp, self.out)
+        except OSError:
+            if trash is not None:
+                os.replace(trash, self.out)
+            raise
+        self.committed = True
+        if trash is not None:
+            remove(trash)
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0

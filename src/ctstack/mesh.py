@@ -1,0 +1,225 @@
+"""Surface meshes of a region: scikit-image marching cubes, slab by slab in bounded memory.
+
+``ctstack.mesh(stack, out, threshold, ...)`` is this module called as a function. Vertices are
+written as ``(x, y, z)`` in physical world units (region origin included, DESIGN.md
+Conventions), to binary STL, binary PLY or OBJ chosen by the file extension. Slabs overlap by
+one plane and the vertices on that shared plane are merged, so the mesh equals one marching
+cubes run over the whole region.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import struct
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ._callable import make_callable
+from .errors import UnsupportedExport
+from .export.planes import PlaneReader, iter_planes, resolve
+from .export.writing import ExportResult, Staging, check_space, check_target
+
+if TYPE_CHECKING:
+    from .stack import Stack
+
+MESH_FORMATS = {".stl": "stl", ".ply": "ply", ".obj": "obj"}
+SLAB = 32  # planes per marching-cubes call (plus one shared plane)
+
+
+def mesh_format(out: Path) -> str:
+    """``stl``, ``ply`` or ``obj`` from the extension, else UnsupportedExport."""
+    fmt = MESH_FORMATS.get(Path(out).suffix.lower())
+    if fmt is None:
+        raise UnsupportedExport(f"{out}: mesh files end in .stl, .ply or .obj")
+    return fmt
+
+
+class _Sink:
+    """Receives slabs of (world vertices, faces with global indices) and writes one format."""
+
+    def __init__(self, path: Path, fmt: str, header: str):
+        self.path, self.fmt = path, fmt
+        self.n_vertices = self.n_faces = 0
+        self.lo = np.full(3, np.inf)
+        self.hi = np.full(3, -np.inf)
+        self.side = [path.with_name(path.name + s) for s in (".v", ".f")] if fmt == "ply" else []
+        self.fh = open(path, "wb")  # noqa: SIM115 - closed in close()
+        self.parts = [open(p, "wb") for p in self.side]  # noqa: SIM115
+        if fmt == "stl":
+            self.fh.write(header.encode()[:80].ljust(80, b" ") + struct.pack("<I", 0))
+        elif fmt == "obj":
+            self.fh.write(f"# {header}\n".encode())
+
+    def add(self, verts: np.ndarray, faces: np.ndarray, tri: np.ndarray) -> None:
+        """``verts`` new (x, y, z) vertices; ``faces`` global indices; ``tri`` (n, 3, 3) xyz."""
+        if self.fmt == "stl":
+            a, b, c = tri[:, 0], tri[:, 1], tri[:, 2]
+            normal = np.cross(b - a, c - a)
+            length = np.linalg.norm(normal, axis=1, keepdims=True)
+            normal = np.divide(normal, length, out=np.zeros_like(normal), where=length > 0)
+            rec = np.zeros(len(tri), dtype=[("n", "<f4", 3), ("v", "<f4", (3, 3)), ("a", "<u2")])
+            rec["n"], rec["v"] = normal, tri
+            self.fh.write(rec.tobytes())
+        elif self.fmt == "ply":
+            self.parts[0].write(verts.astype("<f4").tobytes())
+            rec = np.zeros(len(faces), dtype=[("n", "u1"), ("i", "<i4", 3)])
+            rec["n"], rec["i"] = 3, faces
+            self.parts[1].write(rec.tobytes())
+        else:
+            lines = [f"v {x:.7g} {y:.7g} {z:.7g}\n" for x, y, z in verts.tolist()]
+            lines += [f"f {a + 1} {b + 1} {c + 1}\n" for a, b, c in faces.tolist()]
+            self.fh.write("".join(lines).encode())
+        if len(verts):
+            self.lo = np.minimum(self.lo, verts.min(axis=0))
+            self.hi = np.maximum(self.hi, verts.max(axis=0))
+        self.n_vertices += len(verts)
+        self.n_faces += len(faces)
+
+    def close(self, ok: bool) -> None:
+        for part in self.parts:
+            part.close()
+        try:
+            if ok and self.fmt == "stl":
+                self.fh.seek(80)
+                self.fh.write(struct.pack("<I", self.n_faces))
+            elif ok and self.fmt == "ply":
+                head = (
+                    "ply\nformat binary_little_endian 1.0\ncomment ctstack mesh\n"
+                    f"element vertex {self.n_vertices}\nproperty float x\n"
+                    "property float y\nproperty float z\n"
+                    f"element face {self.n_faces}\nproperty list uchar int vertex_indices\n"
+                    "end_header\n"
+                )
+                self.fh.write(head.encode())
+                for p in self.side:
+                    with open(p, "rb") as src:
+                        while chunk := src.read(16 << 20):
+                            self.fh.write(chunk)
+        finally:
+            self.fh.close()
+            for p in self.side:
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(p)
+
+
+class _Slabber:
+    """Runs marching cubes on overlapping slabs and merges the vertices of shared planes."""
+
+    def __init__(self, sink: _Sink, threshold: float, spacing, origin, invert: bool):
+        self.sink = sink
+        self.threshold = float(threshold)
+        self.spacing = tuple(float(s) for s in spacing)
+        self.origin = np.asarray(origin, np.float64)
+        self.direction = "ascent" if invert else "descent"
+        self.shared: dict[bytes, int] = {}  # (y, x) of last slab's top-plane vertices -> index
+
+    def run(self, slab: np.ndarray, z0: int) -> None:
+        from skimage.measure import marching_cubes
+
+        top = (slab.shape[0] - 1) * self.spacing[0]
+        lo, hi = float(slab.min()), float(slab.max())
+        if slab.shape[0] < 2 or not lo <= self.threshold <= hi or lo == hi:
+            self.shared = {}
+            return
+        verts, faces, _, _ = marching_cubes(
+            slab, self.threshold, spacing=self.spacing, gradient_direction=self.direction
+        )
+        keys = [v.tobytes() for v in verts[:, 1:]]
+        index = np.empty(len(verts), np.int64)
+        new = np.ones(len(verts), bool)
+        base = self.sink.n_vertices
+        count = 0
+        for i, (zv, key) in enumerate(zip(verts[:, 0], keys, strict=False)):
+            if zv == 0.0 and key in self.shared:
+                index[i], new[i] = self.shared[key], False
+            else:
+                index[i] = base + count
+                count += 1
+        world = verts.astype(np.float64) + self.origin + (z0 * self.spacing[0], 0.0, 0.0)
+        xyz = world[:, ::-1].astype(np.float32)
+        self.sink.add(xyz[new], index[faces], xyz[faces])
+        on_top = np.nonzero(verts[:, 0] == top)[0]
+        self.shared = {keys[i]: int(index[i]) for i in on_top}
+
+
+def mesh(
+    stack: Stack | str | Path,
+    out: str | Path,
+    threshold: float,
+    level: int = 0,
+    z: Any = None,
+    y: Any = None,
+    x: Any = None,
+    invert: bool = False,
+    overwrite: bool = False,
+    progress=None,
+    cancel: threading.Event | None = None,
+) -> ExportResult:
+    """Write the iso-surface at ``threshold`` of a level-0 region, sampled at ``level``.
+
+    ``invert=True`` treats values below the threshold as the object (faces wind the other
+    way). Returns an ExportResult whose ``extra`` holds vertex and face counts and the world
+    bounds ``[[xmin, ymin, zmin], [xmax, ymax, zmax]]``.
+    """
+    from .stack import Stack, open_stack
+
+    if not isinstance(stack, Stack):
+        stack = open_stack(stack)
+    fmt = mesh_format(Path(out))
+    out = check_target(Path(out), overwrite, [stack.path])
+    region = resolve(stack, z, y, x, int(level), progress, cancel)
+    if min(region.shape) < 2:
+        raise UnsupportedExport(
+            f"{stack.path}: a mesh needs at least 2 voxels along each axis; region "
+            f"{region.describe()} is {' x '.join(map(str, region.shape))} at level {level}"
+        )
+    # a generous guess: a surface rarely has more triangles than 4 per voxel of one plane
+    check_space(out.parent, 4 * 50 * region.shape[1] * region.shape[2] + (1 << 20))
+    reader = PlaneReader(stack, region, None)
+    header = f"ctstack mesh of {stack.name} {region.describe()} threshold {threshold:g}"
+    with Staging(out, overwrite, folder=False) as stage:
+        sink = _Sink(stage.tmp, fmt, header)
+        ok = False
+        try:
+            slabber = _Slabber(sink, threshold, region.voxel_size, region.origin, invert)
+            buf = np.empty((SLAB + 1, *region.shape[1:]), np.float32)
+            filled, z0 = 0, 0
+            for i, plane in iter_planes(reader, region.shape[0], progress, cancel, "mesh"):
+                buf[filled] = plane
+                filled += 1
+                if filled == SLAB + 1 or i == region.shape[0] - 1:
+                    slabber.run(buf[:filled], z0)
+                    buf[0] = buf[filled - 1]
+                    z0 += filled - 1
+                    filled = 1
+            ok = True
+        finally:
+            sink.close(ok)
+        stage.commit()
+    result = ExportResult(
+        out,
+        fmt,
+        [out],
+        out.stat().st_size,
+        stage.elapsed(),
+        shape=region.shape,
+        dtype="float32",
+        level=region.level,
+        region=region.describe(),
+    )
+    bounds = [sink.lo.tolist(), sink.hi.tolist()] if sink.n_vertices else None
+    result.extra = {
+        "vertices": sink.n_vertices,
+        "faces": sink.n_faces,
+        "threshold": threshold,
+        "bounds": bounds,
+        "unit": region.unit,
+    }
+    return result
+
+
+make_callable(__name__, mesh)

@@ -1,0 +1,262 @@
+"""Regions of interest: an automatic proposal (Otsu on the coarsest level) and persistence.
+
+The ROI file is ``<stack.root>/.ctstack/roi.json`` (not cache: rebuilds and ``cache clean``
+keep it), keyed by series so several series in one folder keep their own. When the stack
+folder cannot be written, the file lives in the per-stack folder of the user cache dir.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import secrets
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import CTStackError
+
+if TYPE_CHECKING:
+    from .stack import Stack
+
+ROI_VERSION = 1
+MIN_EFFECTIVENESS = 0.8  # Otsu between-class / total variance; noise gives 0.64-0.75
+MAX_VALLEY = 0.5  # histogram at the threshold vs the smaller of the two peaks
+MARGIN = 0.05  # fraction of the object's extent added on each side
+BOX_MIN = 64  # the box is found on the coarsest level whose largest axis has this many voxels
+
+
+@dataclass
+class ROI:
+    """A level-0 region ``[start, stop)`` per axis, with the threshold and how it was found."""
+
+    z: tuple[int, int]
+    y: tuple[int, int]
+    x: tuple[int, int]
+    threshold: float | None = None
+    source: str = "user"  # "user", "auto", or "full" (auto declined / nothing saved)
+    reason: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def slices(self) -> dict[str, slice]:
+        """Region as z, y, x slices, ready for ``export(stack, out, **roi.slices)``."""
+        return {a: slice(*getattr(self, a)) for a in "zyx"}
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(b - a for a, b in (self.z, self.y, self.x))
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.update({a: list(getattr(self, a)) for a in "zyx"})
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ROI:
+        return cls(
+            z=tuple(int(v) for v in d["z"]),
+            y=tuple(int(v) for v in d["y"]),
+            x=tuple(int(v) for v in d["x"]),
+            threshold=None if d.get("threshold") is None else float(d["threshold"]),
+            source=str(d.get("source", "user")),
+            reason=str(d.get("reason", "")),
+            extra=dict(d.get("extra") or {}),
+        )
+
+    @classmethod
+    def full(cls, stack: Stack, reason: str = "", threshold: float | None = None) -> ROI:
+        z, y, x = stack.shape
+        return cls((0, z), (0, y), (0, x), threshold, "full", reason)
+
+    def clamp(self, shape: tuple[int, int, int]) -> ROI:
+        """The same ROI cut to a stack of ``shape`` (an empty axis becomes the full axis)."""
+        ranges = []
+        for (a, b), n in zip((self.z, self.y, self.x), shape, strict=False):
+            a, b = max(0, min(a, n)), max(0, min(b, n))
+            ranges.append((a, b) if b > a else (0, n))
+        return ROI(*ranges, self.threshold, self.source, self.reason, dict(self.extra))
+
+
+# --- automatic proposal -----------------------------------------------------------------------
+
+
+def _separation(values: np.ndarray, threshold: float) -> tuple[float, float]:
+    """(Otsu effectiveness, valley ratio) of a 256-bin histogram split at ``threshold``."""
+    lo, hi = float(values.min()), float(values.max())
+    hist, edges = np.histogram(values, bins=256, range=(lo, hi))
+    centres = (edges[:-1] + edges[1:]) / 2
+    p = hist / hist.sum()
+    below = centres <= threshold
+    w0, w1 = p[below].sum(), p[~below].sum()
+    if w0 == 0 or w1 == 0:
+        return 0.0, 1.0
+    mean = (p * centres).sum()
+    m0, m1 = (p[below] * centres[below]).sum() / w0, (p[~below] * centres[~below]).sum() / w1
+    total = (p * (centres - mean) ** 2).sum()
+    eta = float((w0 * (m0 - mean) ** 2 + w1 * (m1 - mean) ** 2) / total) if total else 0.0
+    smooth = np.convolve(hist, np.ones(5) / 5, mode="same")
+    i = int(np.searchsorted(centres, threshold))
+    i0, i1 = int(np.argmax(smooth[:i])), i + int(np.argmax(smooth[i:]))
+    valley = float(smooth[i0 : i1 + 1].min())
+    peak = float(min(smooth[i0], smooth[i1]))
+    return eta, (valley / peak if peak else 1.0)
+
+
+def _extent(profile: np.ndarray, keep: float = 0.01) -> tuple[int, int]:
+    """[first, last + 1) of the profile entries above ``keep`` times its maximum (drops specks)."""
+    idx = np.nonzero(profile > keep * profile.max())[0]
+    return int(idx[0]), int(idx[-1]) + 1
+
+
+def suggest_roi(
+    stack: Stack,
+    margin: float = MARGIN,
+    build: bool = True,
+    progress=None,
+    cancel: threading.Event | None = None,
+) -> ROI:
+    """Propose a threshold (Otsu on the coarsest level) and a box around the object.
+
+    The box comes from the coarsest level with at least BOX_MIN voxels on its largest axis.
+    Builds the pyramid first when ``build`` (and the stack is large enough to have levels).
+    Declines, returning the full volume with ``reason`` saying why, when the histogram does not
+    separate object from background. ``roi.reason`` reports what was found in words.
+    """
+    from skimage.filters import threshold_otsu
+
+    if build and len(stack.levels) == 1:
+        stack.build_pyramid(progress=progress, cancel=cancel)
+    n = len(stack.levels) - 1
+    vol = np.asarray(stack.levels[n].compute())
+    finite = vol[np.isfinite(vol)] if vol.dtype.kind == "f" else vol.ravel()
+    sample = finite[:: max(1, finite.size // 4_000_000)]
+    if sample.size == 0 or sample.min() == sample.max():
+        return ROI.full(stack, "auto-ROI declined: the volume holds a single value")
+    threshold = float(threshold_otsu(sample))
+    eta, valley = _separation(sample, threshold)
+    facts = {"level": n, "otsu": threshold, "effectiveness": eta, "valley": valley}
+    if eta < MIN_EFFECTIVENESS or valley > MAX_VALLEY:
+        roi = ROI.full(
+            stack,
+            (
+                f"auto-ROI declined: the histogram does not separate object from background "
+                f"(Otsu {threshold:g} on level {n}, effectiveness {eta:.2f}, valley {valley:.2f}); "
+                "using the full volume"
+            ),
+        )
+        roi.extra = facts
+        return roi
+    box_level = max([i for i, a in enumerate(stack.levels) if max(a.shape) >= BOX_MIN] or [0])
+    if box_level != n:  # too coarse to see thin walls: look one finer (at most ~128 per axis)
+        vol = np.asarray(stack.levels[box_level].compute())
+    facts["box_level"] = box_level
+    mask = vol > threshold
+    fz, fy, fx = (s / c for s, c in zip(stack.shape, vol.shape, strict=False))
+    boxes = [_extent(mask.sum(axis=axes)) for axes in ((1, 2), (0, 2), (0, 1))]
+    ranges = []
+    for (a, b), f, size in zip(boxes, (fz, fy, fx), stack.shape, strict=False):
+        a0, b0 = math.floor(a * f), min(size, math.ceil(b * f))
+        pad = max(math.ceil(margin * (b0 - a0)), math.ceil(f))
+        ranges.append((max(0, a0 - pad), min(size, b0 + pad)))
+        facts.setdefault("object", []).append([a0, b0])
+    (oz, oy, ox) = facts["object"]
+    frame = (oy[1] - oy[0]) * (ox[1] - ox[0]) / (stack.shape[1] * stack.shape[2])
+    z0, z1 = ranges[0]
+    reason = (
+        f"object occupies {100 * frame:.0f} % of the frame, slices {oz[0]}-{oz[1] - 1}; "
+        f"ROI z {z0}:{z1}, y {ranges[1][0]}:{ranges[1][1]}, x {ranges[2][0]}:{ranges[2][1]}"
+        f" with a {100 * margin:.0f} % margin; threshold {threshold:g} (Otsu on level {n})"
+    )
+    return ROI(*ranges, threshold, "auto", reason, facts)
+
+
+# --- persistence ------------------------------------------------------------------------------
+
+
+def series_key(stack: Stack) -> str:
+    """The key of this series inside roi.json: its pattern, else its file or folder name."""
+    return stack.pattern or Path(stack.path).name
+
+
+def _locations(stack: Stack) -> tuple[Path, Path]:
+    from . import cache
+
+    root = Path(stack.root)
+    local = root / cache.LOCAL_DIRNAME / cache.ROI_FILE
+    fallback = cache.global_cache_dir() / cache._namespace(root) / cache.ROI_FILE
+    return local, fallback
+
+
+def roi_path(stack: Stack, for_writing: bool = False) -> Path:
+    """Where this stack's ROI file is (or would be written): beside the stack when writable."""
+    from .cache import is_writable
+
+    local, fallback = _locations(stack)
+    if not for_writing:
+        return local if local.is_file() or not fallback.is_file() else fallback
+    return local if is_writable(local.parent) else fallback
+
+
+def _read(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {"version": ROI_VERSION, "series": {}}
+    except (OSError, ValueError) as exc:
+        raise CTStackError(f"{path}: unreadable ROI file ({exc}); move it away") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("series"), dict):
+        raise CTStackError(f"{path}: not a ctstack ROI file (no 'series' table)")
+    return data
+
+
+def load_roi(stack: Stack) -> ROI | None:
+    """The ROI saved for this stack's series, cut to the stack's shape; None when none is saved."""
+    for path in _locations(stack):
+        if path.is_file():
+            entry = _read(path)["series"].get(series_key(stack))
+            if entry is not None:
+                return ROI.from_dict(entry).clamp(stack.shape)
+    return None
+
+
+def save_roi(stack: Stack, roi: ROI) -> Path:
+    """Save (or replace) the ROI of this stack's series atomically; returns the file written."""
+    path = roi_path(stack, for_writing=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = _read(path)
+    entry = roi.clamp(stack.shape).to_dict()
+    entry["shape"] = list(stack.shape)
+    entry["saved"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    data["version"] = ROI_VERSION
+    data["series"][series_key(stack)] = entry
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+    try:
+        tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise CTStackError(f"{path}: cannot save the ROI ({exc.strerror or exc})") from exc
+    return path
+
+
+def resolve_roi(stack: Stack, how: str | ROI | dict[str, Any] | None) -> ROI:
+    """An ROI from ``"saved"`` (else full), ``"auto"``, ``"full"``, an ROI or a dict."""
+    if isinstance(how, ROI):
+        return how.clamp(stack.shape)
+    if isinstance(how, dict):
+        return ROI.from_dict(how).clamp(stack.shape)
+    if how in (None, "full"):
+        return ROI.full(stack, "full volume")
+    if how == "saved":
+        return load_roi(stack) or ROI.full(stack, "no saved ROI; full volume")
+    if how == "auto":
+        return suggest_roi(stack)
+    raise CTStackError(f"ROI must be 'saved', 'auto', 'full' or an ROI, got {how!r}")
