@@ -11,37 +11,12 @@ import argparse
 import json
 import sys
 import threading
-import time
 import warnings
 from pathlib import Path
 
+from .progress import ProgressBar
+
 FORMATS = ("tiff", "png", "bmp", "tiff-stack", "ome-zarr")
-
-
-class Bar:
-    """A progress bar on stderr (a redrawn line on a terminal, a few lines otherwise)."""
-
-    def __init__(self, label: str, stream=None):
-        self.label = label
-        self.stream = stream or sys.stderr
-        self.tty = self.stream.isatty()
-        self.last = -1
-        self.t0 = time.perf_counter()
-
-    def __call__(self, done: int, total: int) -> None:
-        pct = int(100 * done / total) if total else 100
-        if self.tty:
-            filled = pct * 30 // 100
-            self.stream.write(
-                f"\r{self.label} [{'#' * filled}{'.' * (30 - filled)}] "
-                f"{done}/{total} {time.perf_counter() - self.t0:.0f} s"
-            )
-            if done >= total:
-                self.stream.write("\n")
-        elif pct // 10 != self.last // 10 or done >= total:
-            self.stream.write(f"{self.label}: {done}/{total} ({pct} %)\n")
-        self.last = pct
-        self.stream.flush()
 
 
 def parse_range(text: str) -> tuple[int | None, int | None]:
@@ -156,7 +131,7 @@ def open_for(args: argparse.Namespace, path: str):
         warnings.simplefilter("ignore")
         stack = open_stack(path)
     if args.level > 0 and len(stack.levels) <= args.level:
-        level_array(stack, args.level, Bar("pyramid"))
+        level_array(stack, args.level, ProgressBar("pyramid"))
     return stack
 
 
@@ -166,12 +141,12 @@ def run_batch_cli(
     """Run the batch with a bar per stack; print the summary; exit 1 if any stack failed."""
     from ..batch import run_batch
 
-    bars: dict[int, Bar] = {}
+    bars: dict[int, ProgressBar] = {}
 
     def on_event(event) -> None:
         if event.kind == "start":
             print(f"[{event.index + 1}/{event.count}] {event.path}", file=sys.stderr)
-            bars[event.index] = Bar(f"  {Path(event.path).name}")
+            bars[event.index] = ProgressBar(f"  {Path(event.path).name}")
         elif event.kind == "progress":
             bars[event.index](event.done, event.total)
         elif event.kind == "failed":
@@ -243,7 +218,7 @@ def run(args: argparse.Namespace) -> int:
         level=args.level,
         format=args.format,
         overwrite=args.overwrite,
-        progress=Bar("export"),
+        progress=ProgressBar("export"),
         **region,
         **options,
     )

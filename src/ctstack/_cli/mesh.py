@@ -11,7 +11,8 @@ import argparse
 import json
 import sys
 
-from .export import Bar, add_common, open_for, region_of, result_json, run_batch_cli, split_paths
+from .export import add_common, open_for, region_of, result_json, run_batch_cli, split_paths
+from .progress import ProgressBar
 
 
 def register(subparsers) -> None:
@@ -82,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         level=args.level,
         invert=args.invert,
         overwrite=args.overwrite,
-        progress=Bar("mesh"),
+        progress=ProgressBar("mesh"),
         **region,
     )
     if args.json:

@@ -8,7 +8,7 @@ from typing import TextIO
 
 
 class ProgressBar:
-    """``bar(done, total)`` redraws at most ten times a second; ``close()`` ends the line.
+    """``bar(done, total)`` redraws at most ten times a second and ends the line when done.
 
     On a terminal it redraws in place; otherwise (logs, CI) it prints a line every 10 %.
     """
@@ -30,7 +30,9 @@ class ProgressBar:
                 return
             self.last_draw = now
             self.stream.write("\r" + self.line(done, total, now))
-            self.drawn = True
+            self.drawn = done < total
+            if done >= total:
+                self.stream.write("\n")
         else:
             decile = 10 * done // max(total, 1)
             if decile == self.last_decile:
@@ -53,6 +55,7 @@ class ProgressBar:
         )
 
     def close(self) -> None:
+        """Ends a half-drawn line (after an error or Ctrl-C)."""
         if self.drawn:
             self.stream.write("\n")
             self.stream.flush()

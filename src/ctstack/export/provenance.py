@@ -33,3 +33,49 @@ def record(stack: Stack, region: Region, fmt: str, window=None) -> dict:
         "format": fmt,
         "window": list(window) if window is not None else None,
     }
+
+
+def imagej_metadata(
+    voxel: tuple[float, float, float], origin: tuple[float, float, float], unit: str, info: str
+) -> tuple[dict, tuple[float, float] | None]:
+    """ImageJ metadata (spacing, unit, origin in voxels) and the TIFF resolution to pass."""
+    vz, vy, vx = voxel
+    oz, oy, ox = origin
+    meta: dict = {"spacing": vz, "Info": info}
+    if unit not in IMAGEJ_UNITS:
+        return meta, None
+    meta.update(unit=IMAGEJ_UNITS[unit], xorigin=-ox / vx, yorigin=-oy / vy, zorigin=-oz / vz)
+    return meta, (1 / vx, 1 / vy)
+
+
+def ome_metadata(
+    voxel: tuple[float, float, float],
+    origin: tuple[float, float, float],
+    unit: str,
+    axes: str,
+    n_planes: int,
+) -> dict:
+    """OME metadata for tifffile: physical sizes and each plane's position, when units are real."""
+    vz, vy, vx = voxel
+    oz, oy, ox = origin
+    meta: dict = {"axes": axes}
+    u = OME_UNITS.get(unit)
+    if not u:
+        return meta
+    meta.update(
+        PhysicalSizeX=vx,
+        PhysicalSizeXUnit=u,
+        PhysicalSizeY=vy,
+        PhysicalSizeYUnit=u,
+        PhysicalSizeZ=vz,
+        PhysicalSizeZUnit=u,
+        Plane={
+            "PositionX": [ox] * n_planes,
+            "PositionY": [oy] * n_planes,
+            "PositionZ": [oz + i * vz for i in range(n_planes)],
+            "PositionXUnit": [u] * n_planes,
+            "PositionYUnit": [u] * n_planes,
+            "PositionZUnit": [u] * n_planes,
+        },
+    )
+    return meta

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..discovery import parse_name
 from ..errors import UnsupportedExport
-from .provenance import IMAGEJ_UNITS, OME_UNITS
+from .provenance import imagej_metadata, ome_metadata
 from .regions import Region
 
 if TYPE_CHECKING:
@@ -125,7 +125,7 @@ class SliceWriter:
 
         from .. import __version__
 
-        vz, vy, vx = self.region.voxel_size
+        vz = self.region.voxel_size[0]
         oz, oy, ox = self.region.origin
         z = oz + i * vz
         unit = self.region.unit
@@ -134,34 +134,14 @@ class SliceWriter:
             "software": f"ctstack {__version__}",
             "extratags": [(PROVENANCE_TAG, "s", 0, self._meta(i), True)],
         }
+        origin = (z, oy, ox)
         if plane.dtype.name in IMAGEJ_DTYPES:
-            meta = {"spacing": vz, "Info": self._meta(i)}
-            if unit in IMAGEJ_UNITS:
-                meta.update(
-                    unit=IMAGEJ_UNITS[unit], xorigin=-ox / vx, yorigin=-oy / vy, zorigin=-z / vz
-                )
-                kwargs["resolution"] = (1 / vx, 1 / vy)
+            meta, resolution = imagej_metadata(self.region.voxel_size, origin, unit, self._meta(i))
+            if resolution is not None:
+                kwargs["resolution"] = resolution
             kwargs.update(imagej=True, metadata=meta)
         else:
-            u = OME_UNITS.get(unit)
-            meta = {"axes": "YX"}
-            if u:
-                meta.update(
-                    PhysicalSizeX=vx,
-                    PhysicalSizeXUnit=u,
-                    PhysicalSizeY=vy,
-                    PhysicalSizeYUnit=u,
-                    PhysicalSizeZ=vz,
-                    PhysicalSizeZUnit=u,
-                    Plane={
-                        "PositionX": [ox],
-                        "PositionY": [oy],
-                        "PositionZ": [z],
-                        "PositionXUnit": [u],
-                        "PositionYUnit": [u],
-                        "PositionZUnit": [u],
-                    },
-                )
+            meta = ome_metadata(self.region.voxel_size, origin, unit, "YX", 1)
             kwargs.update(ome=True, metadata=meta)
         tifffile.imwrite(path, plane, **kwargs)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .provenance import IMAGEJ_UNITS, OME_UNITS
+from .provenance import imagej_metadata, ome_metadata
 from .regions import Region
 from .slices import IMAGEJ_DTYPES, PROVENANCE_TAG
 
@@ -33,8 +33,6 @@ def write_stack(
     from .. import __version__
 
     kind = flavour(region, dtype)
-    vz, vy, vx = region.voxel_size
-    oz, oy, ox = region.origin
     text = json.dumps(prov)
     kwargs: dict = {
         "shape": region.shape,
@@ -44,36 +42,15 @@ def write_stack(
         "extratags": [(PROVENANCE_TAG, "s", 0, text, True)],
     }
     if kind == "imagej":
-        meta = {"axes": "ZYX", "spacing": vz, "Info": text}
-        if region.unit in IMAGEJ_UNITS:
-            meta.update(
-                unit=IMAGEJ_UNITS[region.unit], xorigin=-ox / vx, yorigin=-oy / vy, zorigin=-oz / vz
-            )
-            kwargs["resolution"] = (1 / vx, 1 / vy)
+        meta, resolution = imagej_metadata(region.voxel_size, region.origin, region.unit, text)
+        meta["axes"] = "ZYX"
+        if resolution is not None:
+            kwargs["resolution"] = resolution
         kwargs["metadata"] = meta
         writer = tifffile.TiffWriter(path, imagej=True)
     else:
-        meta = {"axes": "ZYX"}
-        u = OME_UNITS.get(region.unit)
-        if u:
-            n = region.shape[0]
-            meta.update(
-                PhysicalSizeX=vx,
-                PhysicalSizeXUnit=u,
-                PhysicalSizeY=vy,
-                PhysicalSizeYUnit=u,
-                PhysicalSizeZ=vz,
-                PhysicalSizeZUnit=u,
-                Plane={
-                    "PositionX": [ox] * n,
-                    "PositionY": [oy] * n,
-                    "PositionZ": [oz + i * vz for i in range(n)],
-                    "PositionXUnit": [u] * n,
-                    "PositionYUnit": [u] * n,
-                    "PositionZUnit": [u] * n,
-                },
-            )
-        kwargs["metadata"] = meta
+        n = region.shape[0]
+        kwargs["metadata"] = ome_metadata(region.voxel_size, region.origin, region.unit, "ZYX", n)
         writer = tifffile.TiffWriter(path, bigtiff=True, ome=True)
     with writer:
         writer.write(planes, **kwargs)
