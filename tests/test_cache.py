@@ -217,6 +217,7 @@ def test_chunks_are_written_as_planes_arrive(tmp_path):
             w.write_plane(1, z, ref[0][z])
         assert not chunk0.exists()
         w.write_plane(1, depth - 1, ref[0][depth - 1])
+        w.drain()  # written by the writer thread
         assert chunk0.is_file()
         assert chunk0.stat().st_size == ref[0][:depth].nbytes
         assert not (w.tmp / "1" / "c" / "1").exists()
@@ -400,6 +401,7 @@ def block():
 if mode == "planes":
     for z in range(chunk_shape(shapes[0])[0] + 1):  # one chunk flushed, one plane buffered
         w.write_plane(1, z, levels[0][z])
+    w.drain()
     block()
 else:
     w.before_rename = block
@@ -598,3 +600,90 @@ def test_cli_without_path_covers_the_shared_dir(tmp_path, monkeypatch, capsys):
     assert cache.entries() == []
     assert main(["cache", "list", str(tmp_path / "nope")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("dtype", ["uint16", "int32", "uint8", "float32"])
+def test_direct_chunk_files_match_what_zarr_writes(tmp_path, dtype):
+    """Chunk files written directly are byte-identical to zarr's, edge chunks padded included."""
+    import zarr
+
+    shapes = [(37, 70, 19), (5, 3, 2), (1, 1, 1)]  # partial chunks in z and y
+    rng = np.random.default_rng(7)
+    levels = [(rng.random(s) * 200).astype(dtype) for s in shapes]
+    root, files = make_stack(tmp_path)
+    cache = PyramidCache(root, "slice")
+    with cache.writer(key_of(files, levels=shapes), shapes, dtype) as w:
+        assert all(w._direct)
+        write_all(w, levels)
+        got = w.commit()
+    entry = cache.entry_path(w.key)
+    for i, (shape, arr) in enumerate(zip(shapes, levels, strict=True), start=1):
+        ref = zarr.create_array(
+            store=str(tmp_path / "ref" / str(i)),
+            shape=shape,
+            chunks=chunk_shape(shape, np.dtype(dtype).itemsize),
+            dtype=dtype,
+            fill_value=0,
+            compressors=None,
+            filters=None,
+            zarr_format=3,
+            config={"write_empty_chunks": True},
+        )
+        ref[:] = arr
+        np.testing.assert_array_equal(got[i - 1][:], arr)
+        ours = sorted(p.relative_to(entry / str(i)) for p in (entry / str(i) / "c").rglob("*"))
+        theirs = sorted(
+            p.relative_to(tmp_path / "ref" / str(i))
+            for p in (tmp_path / "ref" / str(i) / "c").rglob("*")
+        )
+        assert ours == theirs
+        for rel in ours:
+            if (entry / str(i) / rel).is_file():
+                assert (entry / str(i) / rel).read_bytes() == (
+                    tmp_path / "ref" / str(i) / rel
+                ).read_bytes(), rel
+
+
+def test_writer_thread_error_is_raised_naming_the_entry(tmp_path, monkeypatch):
+    import errno
+
+    def full(path, blocks):
+        raise OSError(errno.ENOSPC, "No space left on device", path)
+
+    monkeypatch.setattr(C, "_write_file", full)
+    root, files = make_stack(tmp_path)
+    cache = PyramidCache(root, "slice")
+    key = key_of(files)
+    w = cache.writer(key, LEVELS, "uint16")
+    with pytest.raises(CacheError, match="No space left") as info, w:
+        write_all(w, reference())
+        w.commit()
+    assert str(cache.entry_path(key)) in str(info.value)
+    assert not w.tmp.exists()
+    assert w._thread is None
+    assert cache.load(key) is None
+    assert cache.entries() == []
+
+
+def test_abort_with_slabs_queued_stops_the_thread_and_removes_the_folder(tmp_path, monkeypatch):
+    import threading
+
+    gate = threading.Event()
+    real = C._write_file
+
+    def slow(path, blocks):
+        gate.wait(5)
+        real(path, blocks)
+
+    monkeypatch.setattr(C, "_write_file", slow)
+    root, files = make_stack(tmp_path)
+    cache = PyramidCache(root, "slice")
+    w = cache.writer(key_of(files), LEVELS, "uint16")
+    ref = reference()
+    for z in range(32):  # two slabs of level 1 handed over, the first one stuck in the writer
+        w.write_plane(1, z, ref[0][z])
+    thread = w._thread
+    gate.set()
+    w.abort()
+    assert not thread.is_alive()
+    assert not w.tmp.exists()

@@ -17,10 +17,12 @@ import errno
 import hashlib
 import json
 import os
+import queue
 import re
 import secrets
 import shutil
 import socket
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -43,6 +45,7 @@ TRASH_PREFIX = ".trash-"
 STALE_FOREIGN_SECONDS = 7 * 24 * 3600  # a temp dir from another host is stale after a week
 ZARR_FORMAT = 3  # chunks are stored uncompressed: _chunks_intact relies on their fixed size
 FSYNC = False  # fsync every chunk before commit: costs ~2 s per 600 MB here (see _chunks_intact)
+WRITE_QUEUE = 1  # full slabs waiting for the writer thread, at most (bounds memory)
 
 Shape3 = tuple[int, int, int]
 
@@ -463,11 +466,50 @@ class PyramidCache:
         return clean_location(self.location, keep_roi=keep_roi)
 
 
+def _plain_layout(arr: Any, chunks: Shape3) -> bool:
+    """Whether ``arr`` stores each chunk as its raw little-endian bytes under ``c/iz/iy/ix``.
+
+    Then the writer writes the chunk files itself, which costs about half what zarr does;
+    any other layout (a compressor, another key encoding) is written through zarr.
+    """
+    from zarr.codecs import BytesCodec
+
+    meta = arr.metadata
+    codecs = getattr(meta, "codecs", ())
+    return (
+        getattr(meta, "zarr_format", None) == 3
+        and len(codecs) == 1
+        and isinstance(codecs[0], BytesCodec)
+        and (codecs[0].endian is None or codecs[0].endian.value == "little")
+        and meta.encode_chunk_key((1, 2, 3)) == "c/1/2/3"
+        and tuple(arr.chunks) == tuple(chunks)
+        and chunks[2] == arr.shape[2]
+    )
+
+
+def _write_file(path: str, blocks: list[np.ndarray]) -> None:
+    """Write ``blocks`` (C-contiguous arrays) one after the other as the file ``path``."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    try:
+        views = [memoryview(b).cast("B") for b in blocks]
+        total = sum(len(v) for v in views)
+        done = os.writev(fd, views)
+        if done < total:  # a short write: finish block by block (raises if the disk is full)
+            data = b"".join(views)[done:]
+            while data:
+                data = data[os.write(fd, data) :]
+    finally:
+        os.close(fd)
+
+
 class CacheWriter:
     """Builds one entry from z-planes arriving in increasing z per level; commit or abort.
 
-    Memory is bounded: one chunk-depth of planes is buffered per level. Used as a context
-    manager, leaving the block without ``commit()`` (an exception, a cancel) aborts.
+    Full chunk-depth slabs go to one background thread that writes their chunk files while
+    the caller decodes the next planes; ``commit()`` waits for it and raises its error.
+    Memory is bounded: one slab being filled per level plus at most WRITE_QUEUE + 1 in the
+    writer's hands. Used as a context manager, leaving the block without ``commit()`` (an
+    exception, a cancel) aborts.
     """
 
     def __init__(
@@ -497,29 +539,50 @@ class CacheWriter:
         except OSError as exc:
             raise CacheError(f"{location}: cannot create the pyramid cache ({exc})") from exc
         self._arrays = []
-        self._buffers: list[np.ndarray] = []
+        self._buffers: list[np.ndarray | None] = []  # the slab being filled, per level
+        self._free: list[list[np.ndarray]] = []  # slabs the writer thread has handed back
+        self._direct: list[bool] = []  # chunk files written by us, else through zarr
         self._start = [0] * len(self.level_shapes)  # first z held in each buffer
         self._count = [0] * len(self.level_shapes)  # planes held in each buffer
+        self._made_dirs: set[str] = set()
+        self._queue: queue.Queue = queue.Queue(maxsize=WRITE_QUEUE)
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None  # the writer thread's first failure
+        self._stop = False
         try:
             for i, shape in enumerate(self.level_shapes, start=1):
                 chunks = chunk_shape(shape, self.dtype.itemsize)
-                self._arrays.append(
-                    zarr.create_array(
-                        store=str(self.tmp / str(i)),
-                        shape=shape,
-                        chunks=chunks,
-                        dtype=self.dtype,
-                        fill_value=0,
-                        compressors=None,
-                        filters=None,
-                        zarr_format=ZARR_FORMAT,
-                        config={"write_empty_chunks": True},
-                    )
+                arr = zarr.create_array(
+                    store=str(self.tmp / str(i)),
+                    shape=shape,
+                    chunks=chunks,
+                    dtype=self.dtype,
+                    fill_value=0,
+                    compressors=None,
+                    filters=None,
+                    zarr_format=ZARR_FORMAT,
+                    config={"write_empty_chunks": True},
                 )
-                self._buffers.append(np.empty((chunks[0], *shape[1:]), self.dtype))
+                self._arrays.append(arr)
+                self._direct.append(_plain_layout(arr, chunks))
+                self._free.append([])
+                self._buffers.append(None)
         except BaseException:
             self.abort()
             raise
+
+    def _slab(self, i: int) -> np.ndarray:
+        """A slab buffer for level ``i`` that nobody else holds: handed back, or new.
+
+        Chunk-padded in y (the padding rows are zero and never written) and little-endian, so
+        each chunk file is the slab's rows as they lie in memory.
+        """
+        if self._free[i]:
+            return self._free[i].pop()
+        shape = self.level_shapes[i]
+        cz, cy, _cx = self._arrays[i].chunks
+        rows = -(-shape[1] // cy) * cy
+        return np.zeros((cz, rows, shape[2]), self.dtype.newbyteorder("<"))
 
     def __enter__(self) -> CacheWriter:
         return self
@@ -545,20 +608,88 @@ class CacheWriter:
                 f"level {level} plane is {plane.shape} {plane.dtype}, "
                 f"expected {shape[1:]} {self.dtype}"
             )
-        self._buffers[i][self._count[i]] = plane
+        if self._error is not None:
+            raise self._failure()
+        buf = self._buffers[i]
+        if buf is None:
+            buf = self._buffers[i] = self._slab(i)
+        buf[self._count[i], : shape[1]] = plane
         self._count[i] += 1
-        if self._count[i] == len(self._buffers[i]) or z == shape[0] - 1:
+        if self._count[i] == len(buf) or z == shape[0] - 1:
             self._flush(i)
 
     def _flush(self, i: int) -> None:
-        n, z0 = self._count[i], self._start[i]
-        if not n:
+        """Hand the level's filled slab to the writer thread (blocks while the queue is full)."""
+        n, z0, buf = self._count[i], self._start[i], self._buffers[i]
+        if not n or buf is None:
             return
-        try:
-            self._arrays[i][z0 : z0 + n] = self._buffers[i][:n]
-        except OSError as exc:
-            raise CacheError(f"{self.tmp}: writing the pyramid cache failed ({exc})") from exc
+        if n < len(buf):
+            buf[n:] = 0  # an edge chunk is written whole, padded with the fill value
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._write_loop, name=f"ctstack-cache-{self.tmp.name}", daemon=True
+            )
+            self._thread.start()
+        self._buffers[i] = None  # the writer thread owns it now
+        self._queue.put((i, z0, n, buf))
         self._start[i], self._count[i] = z0 + n, 0
+
+    def _write_loop(self) -> None:
+        """The writer thread: write queued slabs until the None sentinel; keeps the first error."""
+        while True:
+            item = self._queue.get()
+            try:
+                if item is None:
+                    return
+                i, z0, n, buf = item
+                if self._error is None and not self._stop:
+                    try:
+                        self._write_slab(i, z0, n, buf)
+                    except BaseException as exc:
+                        self._error = exc
+                self._free[i].append(buf)
+            finally:
+                self._queue.task_done()
+
+    def _write_slab(self, i: int, z0: int, n: int, buf: np.ndarray) -> None:
+        arr = self._arrays[i]
+        shape = self.level_shapes[i]
+        if not self._direct[i]:
+            arr[z0 : z0 + n] = buf[:n, : shape[1]]
+            return
+        cz, cy, _cx = arr.chunks
+        level_dir = self.tmp / str(i + 1)
+        iz = z0 // cz
+        for iy in range(-(-shape[1] // cy)):
+            path = os.path.join(level_dir, arr.metadata.encode_chunk_key((iz, iy, 0)))
+            parent = os.path.dirname(path)
+            if parent not in self._made_dirs:
+                os.makedirs(parent, exist_ok=True)
+                self._made_dirs.add(parent)
+            # one contiguous block of rows per plane: written as they are, no copy
+            _write_file(path, [buf[k, iy * cy : (iy + 1) * cy] for k in range(cz)])
+
+    def drain(self) -> None:
+        """Wait until every slab handed over so far is on disk; raises the writer's error."""
+        self._queue.join()
+        if self._error is not None:
+            raise self._failure()
+
+    def _failure(self) -> CacheError:
+        exc = self._error
+        where = self.cache.entry_path(self.key)
+        err = CacheError(f"{where}: writing the pyramid cache failed ({exc})")
+        err.__cause__ = exc
+        return err
+
+    def _stop_thread(self, discard: bool) -> None:
+        """Let the writer thread finish (or, with ``discard``, skip) what is queued, then end it."""
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        self._stop = self._stop or discard
+        self._queue.put(None)
+        thread.join()
 
     def complete(self) -> bool:
         """Whether every plane of every level has been written."""
@@ -588,7 +719,10 @@ class CacheWriter:
         try:
             for i in range(len(self._arrays)):
                 self._flush(i)
-            self._buffers = []
+            self._stop_thread(discard=False)
+            if self._error is not None:
+                raise self._failure()
+            self._buffers, self._free = [], []
             self._write_manifest()
             if self.before_rename is not None:
                 self.before_rename()
@@ -669,5 +803,6 @@ class CacheWriter:
         """Remove the private temp folder; safe to call any number of times."""
         if self._state == "open":
             self._state = "aborted"
-        self._buffers = []
+        self._stop_thread(discard=True)  # before the removal: it must not recreate folders
+        self._buffers, self._free = [], []
         shutil.rmtree(self.tmp, ignore_errors=True)
