@@ -1,0 +1,156 @@
+"""Pieces the dock widgets share: a worker-thread task with a cancellable progress bar,
+error texts for notifications, and a base widget that follows the plugin's current layer."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from qtpy.QtCore import QObject, Signal
+from qtpy.QtWidgets import QWidget
+
+from .._layer import stack_of
+from .._roi_model import model_for
+
+if TYPE_CHECKING:
+    import napari
+
+
+class Task(QObject):
+    """One engine call in a worker thread, with a cancellable napari progress bar.
+
+    ``fn(progress, cancel)`` runs in the worker; ``done(result)`` or ``failed(exc)`` run on the
+    main thread afterwards (the worker never raises, so nothing ends as a bare traceback).
+    """
+
+    progressed = Signal(int, int)
+    done = Signal(object)
+    failed = Signal(object)
+
+    def __init__(self, fn: Callable[[Callable, threading.Event], Any], desc: str) -> None:
+        super().__init__()
+        self.fn = fn
+        self.desc = desc
+        self.cancel_event = threading.Event()
+        self.pbar = None
+        self.worker = None
+        self.running = False
+        self.progressed.connect(self._on_progress)
+
+    def start(self) -> Task:
+        from napari.qt.threading import create_worker
+        from napari.utils import cancelable_progress
+
+        def report(done: int, total: int) -> None:  # worker thread: a queued Qt signal
+            self.progressed.emit(int(done), int(total))
+
+        def run() -> tuple[Any, BaseException | None]:
+            try:
+                return self.fn(report, self.cancel_event), None
+            except BaseException as exc:
+                return None, exc
+
+        self.pbar = cancelable_progress(
+            total=0, desc=self.desc, cancel_callback=self.cancel_event.set
+        )
+        self.worker = create_worker(run, _start_thread=False)
+        self.worker.returned.connect(self._on_returned)
+        self.running = True
+        self.worker.start()
+        return self
+
+    def cancel(self) -> None:
+        """Ask the engine to stop; it removes its partial output and raises Cancelled."""
+        self.cancel_event.set()
+
+    def _on_progress(self, done: int, total: int) -> None:
+        if self.pbar is not None:
+            if self.pbar.total != total:
+                self.pbar.total = total
+            self.pbar.n = done
+            self.pbar.refresh()
+
+    def _on_returned(self, outcome: tuple[Any, BaseException | None]) -> None:
+        result, exc = outcome
+        if self.pbar is not None:
+            self.pbar.close()
+            self.pbar = None
+        self.running = False
+        if exc is None:
+            self.done.emit(result)
+        else:
+            self.failed.emit(exc)
+
+
+def error_text(exc: BaseException, what: Any) -> str:
+    """An engine error's own message (it names the file), else ``what: Type: message``."""
+    from ...errors import CTStackError
+
+    if isinstance(exc, CTStackError):
+        return str(exc)
+    return f"{what}: {type(exc).__name__}: {exc}"
+
+
+def current_layer(viewer, name: str | None = None):
+    """The plugin layer called ``name`` if present, else the active one, else the topmost."""
+    layers = [layer for layer in viewer.layers if stack_of(layer) is not None]
+    if name is not None:
+        for layer in layers:
+            if layer.name == name:
+                return layer
+    active = viewer.layers.selection.active
+    if stack_of(active) is not None:
+        return active
+    return layers[-1] if layers else None
+
+
+class LayerFollower(QWidget):
+    """Base of the dock widgets: follows the active plugin layer, and finds it again by name
+    when it is replaced (the pyramid swap puts a multiscale layer in its place)."""
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.layer = None
+        self.stack = None
+        self.model = None
+        events = (
+            napari_viewer.layers.selection.events.active,
+            napari_viewer.layers.events.inserted,
+            napari_viewer.layers.events.removed,
+        )
+        for event in events:
+            event.connect(self._follow)
+        follow = self._follow
+
+        def disconnect() -> None:
+            for event in events:
+                event.disconnect(follow)
+
+        self.destroyed.connect(disconnect)
+
+    def _follow(self, event=None) -> None:
+        """Re-find the layer: a new active plugin layer wins, else the same name, else the top."""
+        active = self.viewer.layers.selection.active
+        if stack_of(active) is not None:
+            layer = active
+        else:
+            layer = current_layer(self.viewer, self.layer.name if self.layer is not None else None)
+        stack = stack_of(layer)
+        same_stack = stack is self.stack
+        self.layer = layer
+        if not same_stack:
+            if self.model is not None:
+                self.model.changed.disconnect(self._roi_changed)
+            self.stack = stack
+            self.model = model_for(stack) if stack is not None else None
+            if self.model is not None:
+                self.model.changed.connect(self._roi_changed)
+        self.stack_changed(same_stack)
+
+    def stack_changed(self, same_stack: bool) -> None:
+        """Called after the followed layer changed (``same_stack``: only the layer object)."""
+
+    def _roi_changed(self, roi) -> None:
+        """Called when the shared ROI of the current stack changes."""

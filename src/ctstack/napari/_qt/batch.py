@@ -1,0 +1,284 @@
+"""The Batch export widget: a queue of stacks, each with its own ROI choice, one set of export
+settings, per-stack and overall progress, and a summary of what was written where.
+
+A thin face over ``ctstack.batch.run_batch`` (run in a worker): a failing stack is reported in
+its row and the batch goes on; the summary lists every outcome.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from qtpy.QtCore import QObject, Signal
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLineEdit,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ._common import Task, error_text
+from .export import FORMATS
+
+if TYPE_CHECKING:
+    import napari
+
+ROI_CHOICES = {"saved": "saved ROI", "auto": "auto", "full": "full volume"}
+COLUMNS = ("stack", "ROI", "progress", "status")
+
+
+class _Events(QObject):
+    """Carries the engine's batch events from the worker thread to the main thread."""
+
+    event = Signal(object)
+
+
+class BatchWidget(QWidget):
+    """Exports many stacks with one set of settings; each stack keeps its own ROI choice."""
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.task: Task | None = None
+        self.summary = None
+        self._events = _Events()
+        self._events.event.connect(self._on_event)
+
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        add = QPushButton("Add stacks…")
+        add.setToolTip("add stack folders (one each)")
+        add_parent = QPushButton("Add parent folder…")
+        add_parent.setToolTip("add every sub-folder that holds a stack")
+        remove = QPushButton("Remove")
+        add.clicked.connect(self._choose_stacks)
+        add_parent.clicked.connect(self._choose_parent)
+        remove.clicked.connect(self.remove_selected)
+        list_buttons = QHBoxLayout()
+        for b in (add, add_parent, remove):
+            list_buttons.addWidget(b)
+
+        self.format = QComboBox()
+        for key, text in FORMATS.items():
+            self.format.addItem(text, key)
+        self.level = QSpinBox()
+        self.level.setRange(0, 16)
+        self.level.setToolTip("pyramid level (built first where missing)")
+        self.folder = QLineEdit(str(Path.home()))
+        browse = QPushButton("…")
+        browse.setMaximumWidth(32)
+        browse.clicked.connect(self._browse)
+        folder_row = QHBoxLayout()
+        folder_row.addWidget(self.folder)
+        folder_row.addWidget(browse)
+        self.overwrite = QCheckBox("overwrite existing outputs")
+        form = QFormLayout()
+        form.addRow("format", self.format)
+        form.addRow("level", self.level)
+        form.addRow("into", folder_row)
+        form.addRow("", self.overwrite)
+
+        self.overall = QProgressBar()
+        self.overall.setFormat("%v / %m stacks")
+        self.run_button = QPushButton("Run")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.run_button.clicked.connect(self.start)
+        self.cancel_button.clicked.connect(self.cancel)
+        run_row = QHBoxLayout()
+        run_row.addWidget(self.run_button)
+        run_row.addWidget(self.cancel_button)
+        self.report = QPlainTextEdit()
+        self.report.setReadOnly(True)
+        self.report.setPlaceholderText("the summary appears here")
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.table)
+        layout.addLayout(list_buttons)
+        layout.addLayout(form)
+        layout.addLayout(run_row)
+        layout.addWidget(self.overall)
+        layout.addWidget(self.report)
+
+    # --- the list ---------------------------------------------------------------------------
+
+    def paths(self) -> list[Path]:
+        return [Path(self.table.item(r, 0).data(256)) for r in range(self.table.rowCount())]
+
+    def add_paths(self, paths: list[str | Path], expand: bool = False) -> None:
+        """Add stacks; with ``expand`` a folder without slices stands for its sub-folders."""
+        from ...batch import find_stacks
+
+        have = {str(p) for p in self.paths()}
+        for path in find_stacks(paths) if expand else [Path(p) for p in paths]:
+            if str(path) in have:
+                continue
+            have.add(str(path))
+            row = self.table.rowCount()
+            self.table.insertRow(row)
+            item = QTableWidgetItem(path.name)
+            item.setData(256, str(path))  # Qt.UserRole
+            item.setToolTip(str(path))
+            self.table.setItem(row, 0, item)
+            choice = QComboBox()
+            for key, text in ROI_CHOICES.items():
+                choice.addItem(text, key)
+            self.table.setCellWidget(row, 1, choice)
+            bar = QProgressBar()
+            bar.setRange(0, 1)
+            bar.setValue(0)
+            self.table.setCellWidget(row, 2, bar)
+            self.table.setItem(row, 3, QTableWidgetItem("queued"))
+
+    def set_roi_choice(self, row: int, how: str) -> None:
+        combo = self.table.cellWidget(row, 1)
+        combo.setCurrentIndex(combo.findData(how))
+
+    def remove_selected(self) -> None:
+        if self.task is None:
+            for row in sorted({i.row() for i in self.table.selectedIndexes()}, reverse=True):
+                self.table.removeRow(row)
+
+    def _choose_stacks(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Add a stack folder")
+        if folder:
+            self.add_paths([folder])
+
+    def _choose_parent(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Add every stack in a parent folder")
+        if folder:
+            self.add_paths([folder], expand=True)
+
+    def _browse(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Write into", self.folder.text())
+        if folder:
+            self.folder.setText(folder)
+
+    def status(self, row: int) -> str:
+        return self.table.item(row, 3).text()
+
+    # --- running --------------------------------------------------------------------------
+
+    @property
+    def busy(self) -> bool:
+        return self.task is not None
+
+    def start(self) -> Task | None:
+        """Run the queue in a worker; the list's order is the batch's order."""
+        from ...batch import run_batch
+        from ...roi import resolve_roi
+
+        paths = self.paths()
+        if self.task is not None or not paths:
+            return None
+        choices = {str(p): self.table.cellWidget(r, 1).currentData() for r, p in enumerate(paths)}
+        fmt, level = self.format.currentData(), self.level.value()
+        out, overwrite = Path(self.folder.text()).expanduser(), self.overwrite.isChecked()
+        events = self._events
+        current = {"path": ""}
+
+        def on_event(event) -> None:  # worker thread: remember the stack, forward the event
+            if event.kind == "start":
+                current["path"] = str(event.path)
+            events.event.emit(event)
+
+        def roi(stack):  # called by run_batch right after that stack's "start" event
+            return resolve_roi(stack, choices.get(current["path"], "saved"))
+
+        def run(progress, cancel):
+            return run_batch(
+                paths,
+                out,
+                format=fmt,
+                roi=roi,
+                level=level,
+                overwrite=overwrite,
+                on_event=on_event,
+                cancel=cancel,
+            )
+
+        for row in range(len(paths)):
+            self.table.item(row, 3).setText("queued")
+            self.table.cellWidget(row, 2).setValue(0)
+        self.overall.setRange(0, len(paths))
+        self.overall.setValue(0)
+        self.report.clear()
+        self.summary = None
+        self.task = Task(run, f"batch export of {len(paths)} stacks")
+        self.task.done.connect(self._done)
+        self.task.failed.connect(self._failed)
+        self.run_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        return self.task.start()
+
+    def cancel(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+
+    def _on_event(self, event) -> None:
+        from napari.utils.notifications import show_warning
+
+        rows = {str(p): r for r, p in enumerate(self.paths())}
+        row = rows.get(str(event.path), event.index)
+        if event.kind == "finished" or row >= self.table.rowCount():
+            return
+        bar = self.table.cellWidget(row, 2)
+        status = self.table.item(row, 3)
+        if event.kind == "start":
+            status.setText("running")
+        elif event.kind == "progress":
+            bar.setRange(0, max(event.total, 1))
+            bar.setValue(event.done)
+            if self.task is not None and self.task.pbar is not None:
+                self.task._on_progress(row, self.table.rowCount())
+        elif event.kind == "done":
+            bar.setRange(0, 1)
+            bar.setValue(1)
+            status.setText(event.message)
+            self.overall.setValue(row + 1)
+        elif event.kind == "failed":
+            status.setText(f"FAILED: {event.message}")
+            status.setToolTip(event.message)
+            self.overall.setValue(row + 1)
+            show_warning(f"batch: {event.path}: {event.message}")
+
+    def _end(self) -> None:
+        self.task = None
+        self.run_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+
+    def _done(self, summary) -> None:
+        from napari.utils.notifications import show_info, show_warning
+
+        self._end()
+        self.summary = summary
+        text = summary.text()
+        self.report.setPlainText(text)
+        last = text.splitlines()[-1]
+        (show_warning if summary.failed else show_info)(f"batch export: {last}")
+
+    def _failed(self, exc: BaseException) -> None:
+        from napari.utils.notifications import show_error, show_info
+
+        from ...errors import Cancelled
+
+        self._end()
+        if isinstance(exc, Cancelled):
+            self.report.setPlainText(f"cancelled: {exc}; the stack in progress left nothing")
+            show_info(f"batch export cancelled ({exc})")
+            return
+        text = error_text(exc, "batch export")
+        self.report.setPlainText(f"failed: {text}")
+        show_error(f"batch export failed: {text}")

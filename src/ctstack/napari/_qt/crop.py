@@ -1,0 +1,356 @@
+"""The Crop widget: an XY box on a Shapes layer, a Z range, numeric fields, and the auto ROI.
+
+The box is drawn or dragged at any zoom and pyramid level; it maps to level-0 voxels through
+the image layer's transforms (``_roi_model``), snaps to the voxel edges, and the ROI is saved
+(debounced) in the stack's ROI file, from which it is restored when the stack is reopened.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from qtpy.QtCore import Qt, QTimer
+from qtpy.QtWidgets import (
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSlider,
+    QSpinBox,
+    QVBoxLayout,
+)
+
+from .._roi_model import box_to_yx, describe, world_to_index, yx_to_box
+from ._common import LayerFollower, Task, error_text
+
+if TYPE_CHECKING:
+    import napari
+
+SAVE_DELAY_MS = 300  # edits are saved this long after the last one (a drag makes many)
+BOX_COLOR = "yellow"
+
+
+class CropWidget(LayerFollower):
+    """Edits the current stack's ROI: box on a Shapes layer, Z sliders, fields, auto, save."""
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
+        super().__init__(napari_viewer)
+        self.shapes = None
+        self.task: Task | None = None
+        self._updating = False
+        self._making_shapes = False
+        self._pending = None  # the RoiModel with an edit not yet saved
+        self._save_timer = QTimer(self)
+        self._save_timer.setSingleShot(True)
+        self._save_timer.setInterval(SAVE_DELAY_MS)
+        self._save_timer.timeout.connect(self.save)
+
+        self.title = QLabel("-")
+        self.title.setWordWrap(True)
+        self.z_start_slider = QSlider(Qt.Orientation.Horizontal)
+        self.z_stop_slider = QSlider(Qt.Orientation.Horizontal)
+        self.fields = {f"{a}{end}": QSpinBox() for a in "zyx" for end in ("0", "1")}
+        self.z_start_here = QPushButton("start at current slice")
+        self.z_stop_here = QPushButton("end at current slice")
+        self.draw_button = QPushButton("Draw box")
+        self.draw_button.setToolTip("draw a rectangle on the crop layer (replaces the box)")
+        self.auto_button = QPushButton("Auto")
+        self.auto_button.setToolTip("propose a box around the object (Otsu threshold)")
+        self.full_button = QPushButton("Full volume")
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+
+        grid = QGridLayout()
+        grid.addWidget(QLabel("from"), 0, 1)
+        grid.addWidget(QLabel("to (excl.)"), 0, 2)
+        for row, axis in enumerate("zyx", start=1):
+            grid.addWidget(QLabel(axis), row, 0)
+            grid.addWidget(self.fields[f"{axis}0"], row, 1)
+            grid.addWidget(self.fields[f"{axis}1"], row, 2)
+        grid.addWidget(QLabel("z start"), 4, 0)
+        grid.addWidget(self.z_start_slider, 4, 1, 1, 2)
+        grid.addWidget(QLabel("z end"), 5, 0)
+        grid.addWidget(self.z_stop_slider, 5, 1, 1, 2)
+        here = QHBoxLayout()
+        here.addWidget(self.z_start_here)
+        here.addWidget(self.z_stop_here)
+        buttons = QHBoxLayout()
+        for b in (self.draw_button, self.auto_button, self.full_button):
+            buttons.addWidget(b)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.title)
+        layout.addLayout(grid)
+        layout.addLayout(here)
+        layout.addLayout(buttons)
+        layout.addWidget(self.status)
+        layout.addStretch(1)
+
+        for box in self.fields.values():
+            box.valueChanged.connect(self._fields_edited)
+        self.z_start_slider.valueChanged.connect(lambda v: self._slider_moved(0, v))
+        self.z_stop_slider.valueChanged.connect(lambda v: self._slider_moved(1, v))
+        self.z_start_here.clicked.connect(self.start_at_current_slice)
+        self.z_stop_here.clicked.connect(self.end_at_current_slice)
+        self.draw_button.clicked.connect(self.draw)
+        self.auto_button.clicked.connect(self.auto)
+        self.full_button.clicked.connect(self.full)
+        self.destroyed.connect(self._save_timer.stop)
+        self._follow()
+
+    # --- following the layer --------------------------------------------------------------
+
+    def stack_changed(self, same_stack: bool) -> None:
+        stack = self.stack
+        widgets = (
+            *self.fields.values(),
+            self.z_start_slider,
+            self.z_stop_slider,
+            self.z_start_here,
+            self.z_stop_here,
+            self.draw_button,
+            self.auto_button,
+            self.full_button,
+        )
+        for w in widgets:
+            w.setEnabled(stack is not None and self.task is None)
+        if stack is None:
+            self.title.setText("no CT stack layer")
+            return
+        if not same_stack:
+            self.save()  # the previous stack's pending edit
+            z, y, x = stack.shape
+            self._updating = True
+            try:
+                for axis, n in zip("zyx", (z, y, x), strict=True):
+                    self.fields[f"{axis}0"].setRange(0, n - 1)
+                    self.fields[f"{axis}1"].setRange(1, n)
+                self.z_start_slider.setRange(0, z - 1)
+                self.z_stop_slider.setRange(1, z)
+            finally:
+                self._updating = False
+            restored = self.model.restored
+            self.status.setText(
+                f"restored the saved ROI ({describe(self.model.roi)})"
+                if restored
+                else "no saved ROI: full volume"
+            )
+        self.title.setText(f"{stack.name}: {' x '.join(map(str, stack.shape))} (z, y, x)")
+        if not same_stack:
+            self.ensure_shapes()
+        self._show(self.model.roi, create=False)  # a box the user deleted stays deleted
+
+    def ensure_shapes(self):
+        """The crop-box Shapes layer of the current stack (2D, so it shows on every slice)."""
+        if self.layer is None or self._making_shapes:
+            return self.shapes
+        name = f"{self.layer.name} crop"
+        if (
+            self.shapes is not None
+            and self.shapes in self.viewer.layers
+            and self.shapes.name == name
+        ):
+            return self.shapes
+        if self.shapes is not None:
+            self.shapes.events.data.disconnect(self._shapes_edited)
+            self.shapes = None
+        if name in self.viewer.layers:
+            shapes = self.viewer.layers[name]
+        else:
+            active = self.viewer.layers.selection.active
+            self._making_shapes = True
+            try:
+                shapes = self.viewer.add_shapes(
+                    name=name,
+                    ndim=2,
+                    scale=tuple(self.layer.scale[-2:]),
+                    translate=tuple(self.layer.translate[-2:]),
+                    units=tuple(self.layer.units[-2:]),
+                    edge_color=BOX_COLOR,
+                    face_color="transparent",
+                    edge_width=1,
+                )
+                if active is not None:  # keep the image layer the one the widgets follow
+                    self.viewer.layers.selection.active = active
+            finally:
+                self._making_shapes = False
+        self.shapes = shapes
+        shapes.events.data.connect(self._shapes_edited)
+        return shapes
+
+    # --- ROI -> widgets ---------------------------------------------------------------------
+
+    def _roi_changed(self, roi) -> None:
+        self._show(roi)
+        if self.model is not None and self.model.dirty:
+            self._pending = self.model
+            self._save_timer.start()
+
+    def _show(self, roi, create: bool = True) -> None:
+        """Put the ROI into the fields, sliders and box without echoing back."""
+        self._updating = True
+        try:
+            for axis, (a, b) in zip("zyx", (roi.z, roi.y, roi.x), strict=True):
+                self.fields[f"{axis}0"].setValue(a)
+                self.fields[f"{axis}1"].setValue(b)
+            self.z_start_slider.setValue(roi.z[0])
+            self.z_stop_slider.setValue(roi.z[1])
+            self._draw_box(roi, create)
+        finally:
+            self._updating = False
+
+    def _draw_box(self, roi, create: bool = True) -> None:
+        if create:
+            shapes = self.ensure_shapes()
+        else:
+            shapes = self.shapes if self.shapes in self.viewer.layers else None
+        if shapes is None or self.layer is None:
+            return
+        corners = yx_to_box(self.layer, roi.y, roi.x)
+        rect = np.array([shapes.world_to_data(c) for c in corners])
+        current = shapes.data
+        if len(current) == 1 and np.allclose(current[0], rect):
+            return
+        shapes.data = [(rect, "rectangle")]
+
+    # --- widgets -> ROI ---------------------------------------------------------------------
+
+    def _fields_edited(self, *_: Any) -> None:
+        if self._updating or self.model is None:
+            return
+        f = {k: box.value() for k, box in self.fields.items()}
+        self.model.set(z=(f["z0"], f["z1"]), y=(f["y0"], f["y1"]), x=(f["x0"], f["x1"]))
+
+    def _slider_moved(self, end: int, value: int) -> None:
+        if self._updating or self.model is None:
+            return
+        z0, z1 = self.model.roi.z
+        if end == 0:
+            z0, z1 = value, max(z1, value + 1)
+        else:
+            z0, z1 = min(z0, value - 1), value
+        self.model.set(z=(z0, z1))
+
+    def _shapes_edited(self, event) -> None:
+        """A rectangle was drawn, moved or resized: its box (any shape's bounds) becomes the ROI."""
+        if self._updating or self.model is None or self.layer is None:
+            return
+        if str(getattr(event, "action", "changed")) not in ("added", "changed"):
+            return
+        shapes = self.shapes
+        if shapes is None or len(shapes.data) == 0:
+            return
+        indices = list(getattr(event, "data_indices", ()) or ())
+        index = indices[-1] if indices and 0 <= indices[-1] < len(shapes.data) else -1
+        corners = np.array([shapes.data_to_world(v) for v in shapes.data[index]])
+        self.set_box_world(corners)
+
+    def set_box_world(self, corners_world: np.ndarray) -> None:
+        """Set the ROI's y and x ranges from a box given in world coordinates."""
+        y, x = box_to_yx(self.layer, corners_world, self.stack.shape)
+        self.model.set(y=y, x=x)
+        QTimer.singleShot(0, self._snap)  # after napari has finished its own mouse handling
+
+    def _snap(self) -> None:
+        """Leave one box on the crop layer, on the voxel edges of the ROI."""
+        if self.model is None:
+            return
+        self._updating = True
+        try:
+            self._draw_box(self.model.roi)
+        finally:
+            self._updating = False
+
+    def current_slice(self) -> int:
+        """The level-0 z index of the slice the viewer shows."""
+        return world_to_index(self.layer, self.viewer.dims.point, 0, self.stack.shape[0])
+
+    def start_at_current_slice(self) -> None:
+        if self.model is None:
+            return
+        z = self.current_slice()
+        self.model.set(z=(z, max(self.model.roi.z[1], z + 1)))
+
+    def end_at_current_slice(self) -> None:
+        if self.model is None:
+            return
+        z = self.current_slice()
+        self.model.set(z=(min(self.model.roi.z[0], z), z + 1))
+
+    def draw(self) -> None:
+        """Select the crop layer in rectangle mode: the next rectangle drawn replaces the box."""
+        shapes = self.ensure_shapes()
+        if shapes is None:
+            return
+        self.viewer.layers.selection.active = shapes
+        shapes.mode = "add_rectangle"
+
+    def full(self) -> None:
+        if self.stack is not None:
+            from ...roi import ROI
+
+            roi = ROI.full(self.stack, "full volume", self.model.roi.threshold)
+            roi.source = "user"
+            self.model.set_roi(roi)
+
+    def auto(self) -> Task | None:
+        """Propose an ROI with ``suggest_roi`` in a worker (it may build the pyramid first)."""
+        from ...roi import suggest_roi
+
+        if self.stack is None or self.task is not None:
+            return None
+        stack = self.stack
+
+        def run(progress, cancel):
+            return suggest_roi(stack, progress=progress, cancel=cancel)
+
+        self.task = Task(run, f"{stack.name}: finding the object")
+        self.task.done.connect(lambda roi, _s=stack: self._auto_done(_s, roi))
+        self.task.failed.connect(lambda exc, _s=stack: self._auto_failed(_s, exc))
+        self.auto_button.setEnabled(False)
+        self.status.setText("finding the object …")
+        return self.task.start()
+
+    def _auto_done(self, stack, roi) -> None:
+        from napari.utils.notifications import show_info
+
+        from .._roi_model import model_for
+
+        self.task = None
+        self.auto_button.setEnabled(self.stack is not None)
+        model_for(stack).set_roi(roi)
+        self.status.setText(roi.reason)
+        show_info(f"{stack.name}: {roi.reason}")
+
+    def _auto_failed(self, stack, exc: BaseException) -> None:
+        from napari.utils.notifications import show_error, show_info
+
+        from ...errors import Cancelled
+
+        self.task = None
+        self.auto_button.setEnabled(self.stack is not None)
+        if isinstance(exc, Cancelled):
+            self.status.setText("auto ROI cancelled")
+            show_info(f"{stack.name}: auto ROI cancelled")
+            return
+        text = error_text(exc, stack.path)
+        self.status.setText(f"auto ROI failed: {text}")
+        show_error(f"auto ROI failed: {text}")
+
+    # --- saving -----------------------------------------------------------------------------
+
+    def save(self) -> None:
+        """Write a pending ROI edit to its stack's ROI file now (errors become a notification)."""
+        from napari.utils.notifications import show_error
+
+        self._save_timer.stop()
+        model, self._pending = self._pending, None
+        if model is None or not model.dirty:
+            return
+        try:
+            path = model.save()
+        except Exception as exc:
+            where = model.stack.path if model.stack is not None else "ROI"
+            show_error(f"cannot save the ROI: {error_text(exc, where)}")
+            return
+        self.status.setText(f"ROI {describe(model.roi)} saved to {path}")

@@ -1,0 +1,253 @@
+"""The Export widget: format, level, destination and naming of the current ROI, with its size
+shown before starting, a cancellable progress bar and a notification with the result.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QVBoxLayout,
+)
+
+from .._roi_model import describe, human_bytes, level_shapes, output_estimate
+from ._common import LayerFollower, Task, error_text
+
+if TYPE_CHECKING:
+    import napari
+
+FORMATS = {
+    "tiff": "TIFF slices (folder)",
+    "png": "PNG slices (folder)",
+    "bmp": "BMP slices (folder)",
+    "tiff-stack": "one multi-page TIFF",
+    "ome-zarr": "OME-Zarr (multiscale)",
+}
+EXTENSIONS = {"tiff-stack": ".tif", "ome-zarr": ".ome.zarr"}
+
+
+class ExportWidget(LayerFollower):
+    """Exports the current stack's ROI (from the Crop widget) at a chosen level and format."""
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
+        super().__init__(napari_viewer)
+        self.task: Task | None = None
+        self.last_result = None
+        self.source = QLabel("-")
+        self.source.setWordWrap(True)
+        self.format = QComboBox()
+        for key, text in FORMATS.items():
+            self.format.addItem(text, key)
+        self.level = QComboBox()
+        self.eight_bit = QCheckBox("8-bit, scaled from the layer's contrast limits")
+        self.folder = QLineEdit(str(Path.home()))
+        browse = QPushButton("…")
+        browse.setMaximumWidth(32)
+        browse.clicked.connect(self._browse)
+        folder_row = QHBoxLayout()
+        folder_row.addWidget(self.folder)
+        folder_row.addWidget(browse)
+        self.name = QLineEdit()
+        self.name.setToolTip("output name; the extension follows the format")
+        self.ext = QLabel("")
+        name_row = QHBoxLayout()
+        name_row.addWidget(self.name)
+        name_row.addWidget(self.ext)
+        self.prefix = QLineEdit()
+        self.prefix.setPlaceholderText("source prefix")
+        self.prefix.setToolTip("slice file prefix (slice formats); empty keeps the source's")
+        self.overwrite = QCheckBox("overwrite an existing output")
+        self.size = QLabel("-")
+        self.size.setWordWrap(True)
+        self.export_button = QPushButton("Export")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.export_button.clicked.connect(self.start)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+
+        form = QFormLayout()
+        form.addRow("region", self.source)
+        form.addRow("format", self.format)
+        form.addRow("level", self.level)
+        form.addRow("", self.eight_bit)
+        form.addRow("folder", folder_row)
+        form.addRow("name", name_row)
+        form.addRow("prefix", self.prefix)
+        form.addRow("", self.overwrite)
+        form.addRow("output", self.size)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.export_button)
+        buttons.addWidget(self.cancel_button)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addLayout(buttons)
+        layout.addWidget(self.status)
+        layout.addStretch(1)
+
+        for signal in (
+            self.format.currentIndexChanged,
+            self.level.currentIndexChanged,
+            self.eight_bit.toggled,
+        ):
+            signal.connect(self.update_estimate)
+        self.format.currentIndexChanged.connect(self._format_changed)
+        self._follow()
+
+    # --- following ------------------------------------------------------------------------
+
+    def stack_changed(self, same_stack: bool) -> None:
+        enabled = self.stack is not None and self.task is None
+        self.export_button.setEnabled(enabled)
+        if self.stack is None:
+            self.source.setText("-")
+            self.size.setText("-")
+            return
+        if not same_stack:
+            self.name.setText(f"{self.stack.name}_crop")
+        self._fill_levels()
+        self._format_changed()
+
+    def _roi_changed(self, roi) -> None:
+        self.update_estimate()
+
+    def _fill_levels(self) -> None:
+        chosen = self.level.currentData()
+        self.level.blockSignals(True)
+        self.level.clear()
+        for i, shape in enumerate(level_shapes(self.stack)):
+            built = i < len(self.stack.levels)
+            note = "" if built else " (built first)"
+            self.level.addItem(f"{i}: {' x '.join(map(str, shape))}{note}", i)
+        index = self.level.findData(chosen)
+        self.level.setCurrentIndex(max(index, 0))
+        self.level.blockSignals(False)
+
+    def _format_changed(self, *_: Any) -> None:
+        fmt = self.format.currentData()
+        self.ext.setText(EXTENSIONS.get(fmt, "/"))
+        self.prefix.setEnabled(fmt in ("tiff", "png", "bmp"))
+        self.update_estimate()
+
+    def _browse(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Export into", self.folder.text())
+        if folder:
+            self.folder.setText(folder)
+
+    # --- what would be written ------------------------------------------------------------
+
+    def output_path(self) -> Path:
+        fmt = self.format.currentData()
+        name = self.name.text().strip() or (self.stack.name if self.stack else "export")
+        return Path(self.folder.text()).expanduser() / (name + EXTENSIONS.get(fmt, ""))
+
+    def window(self) -> tuple[float, float] | None:
+        if not self.eight_bit.isChecked() or self.layer is None:
+            return None
+        lo, hi = (float(v) for v in self.layer.contrast_limits)
+        return (lo, hi)
+
+    def estimate(self) -> dict[str, Any] | None:
+        """Shape, dtype, file count and bytes of the export the current settings describe."""
+        if self.stack is None or self.model is None:
+            return None
+        return output_estimate(
+            self.stack,
+            self.model.roi,
+            self.level.currentData() or 0,
+            self.format.currentData(),
+            self.eight_bit.isChecked(),
+        )
+
+    def update_estimate(self, *_: Any) -> None:
+        est = self.estimate()
+        if est is None:
+            return
+        roi = self.model.roi
+        self.source.setText(f"{describe(roi)} ({roi.source})")
+        shape = " x ".join(map(str, est["shape"]))
+        files = f"{est['files']} file{'s' if est['files'] != 1 else ''}"
+        self.size.setText(
+            f"{shape} voxels at level {est['level']}, {est['dtype']}: {files}, "
+            f"about {human_bytes(est['bytes'])}"
+        )
+
+    # --- running --------------------------------------------------------------------------
+
+    @property
+    def busy(self) -> bool:
+        return self.task is not None
+
+    def start(self) -> Task | None:
+        """Start the export in a worker thread (one at a time)."""
+        from ...export import export
+
+        if self.stack is None or self.task is not None:
+            return None
+        stack, roi, out = self.stack, self.model.roi, self.output_path()
+        level, fmt, window = self.level.currentData() or 0, self.format.currentData(), self.window()
+        prefix = self.prefix.text().strip() or None
+        overwrite = self.overwrite.isChecked()
+
+        def run(progress, cancel):
+            return export(
+                stack,
+                out,
+                level=level,
+                format=fmt,
+                overwrite=overwrite,
+                window=window,
+                progress=progress,
+                cancel=cancel,
+                prefix=prefix,
+                **roi.slices,
+            )
+
+        self.task = Task(run, f"{stack.name}: export to {out.name}")
+        self.task.done.connect(self._done)
+        self.task.failed.connect(lambda exc, _out=out: self._failed(exc, _out))
+        self.export_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.status.setText(f"exporting to {out} …")
+        self.task.start()
+        return self.task
+
+    def cancel(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+
+    def _finish(self, text: str) -> None:
+        self.task = None
+        self.status.setText(text)
+        self.export_button.setEnabled(self.stack is not None)
+        self.cancel_button.setEnabled(False)
+
+    def _done(self, result) -> None:
+        from napari.utils.notifications import show_info
+
+        self.last_result = result
+        self._finish(result.summary())
+        show_info(f"{self.stack.name if self.stack else ''}: {result.summary()}")
+
+    def _failed(self, exc: BaseException, out: Path) -> None:
+        from napari.utils.notifications import show_error, show_info
+
+        from ...errors import Cancelled
+
+        if isinstance(exc, Cancelled):
+            self._finish(f"cancelled; nothing was written to {out}")
+            show_info(f"export to {out} cancelled ({exc}); nothing was written")
+            return
+        text = error_text(exc, out)
+        self._finish(f"failed: {text}")
+        show_error(f"export failed: {text}")

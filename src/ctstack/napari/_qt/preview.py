@@ -1,0 +1,318 @@
+"""The 3D preview widget: napari's iso rendering of the ROI at a chosen level, a threshold
+slider driving it live, and "make mesh" adding the engine's surface as a Surface layer.
+
+The ROI's voxels are read in a worker; the preview layer sits where the ROI is (scale and
+translate of the level, from the engine's ``make_region``), so it lines up with the scan.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from qtpy.QtCore import Qt, QTimer
+from qtpy.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSlider,
+    QVBoxLayout,
+)
+
+from .._roi_model import describe, roi_on_level
+from ._common import LayerFollower, Task, error_text
+
+if TYPE_CHECKING:
+    import napari
+
+STEPS = 1000  # threshold slider resolution
+MAX_PREVIEW = 256**3  # voxels: the default level is the finest whose ROI footprint fits
+MAX_TEXTURE = 2048
+
+
+def read_ply(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Vertices (x, y, z) and triangle faces of a binary little-endian PLY written by ctstack."""
+    raw = path.read_bytes()
+    end = raw.index(b"end_header\n") + len(b"end_header\n")
+    head = raw[:end].decode("ascii").splitlines()
+    counts = {ln.split()[1]: int(ln.split()[2]) for ln in head if ln.startswith("element")}
+    nv, nf = counts["vertex"], counts["face"]
+    verts = np.frombuffer(raw, "<f4", nv * 3, end).reshape(nv, 3)
+    rec = np.dtype([("n", "u1"), ("i", "<i4", 3)])
+    faces = np.frombuffer(raw, rec, nf, end + nv * 12)["i"]
+    return verts.astype(np.float32), faces.astype(np.int64)
+
+
+class PreviewWidget(LayerFollower):
+    """Iso-surface preview of the current ROI and a mesh as a Surface layer in world units."""
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
+        super().__init__(napari_viewer)
+        self.task: Task | None = None
+        self.preview = None  # the iso Image layer
+        self.surface = None  # the last Surface layer made
+        self._range = (0.0, 1.0)
+        self._updating = False
+        self._save_timer = QTimer(self)
+        self._save_timer.setSingleShot(True)
+        self._save_timer.setInterval(500)
+        self._save_timer.timeout.connect(self._save)
+
+        self.region = QLabel("-")
+        self.region.setWordWrap(True)
+        self.level = QComboBox()
+        self.level.setToolTip("pyramid level to render (coarser is faster)")
+        self.slider = QSlider(Qt.Orientation.Horizontal)
+        self.slider.setRange(0, STEPS)
+        self.value = QDoubleSpinBox()
+        self.value.setDecimals(3)
+        self.value.setRange(-1e12, 1e12)
+        self.show_button = QPushButton("Show preview")
+        self.mesh_button = QPushButton("Make mesh")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        row = QHBoxLayout()
+        row.addWidget(self.slider)
+        row.addWidget(self.value)
+        form = QFormLayout()
+        form.addRow("region", self.region)
+        form.addRow("level", self.level)
+        form.addRow("threshold", row)
+        buttons = QHBoxLayout()
+        for b in (self.show_button, self.mesh_button, self.cancel_button):
+            buttons.addWidget(b)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addLayout(buttons)
+        layout.addWidget(self.status)
+        layout.addStretch(1)
+
+        self.slider.valueChanged.connect(self._slider_moved)
+        self.value.valueChanged.connect(self._value_typed)
+        self.show_button.clicked.connect(self.show_preview)
+        self.mesh_button.clicked.connect(self.make_mesh)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.destroyed.connect(self._save_timer.stop)
+        self._follow()
+
+    # --- following ------------------------------------------------------------------------
+
+    def stack_changed(self, same_stack: bool) -> None:
+        ok = self.stack is not None
+        for w in (self.level, self.slider, self.value, self.show_button, self.mesh_button):
+            w.setEnabled(ok and self.task is None)
+        if not ok:
+            self.region.setText("-")
+            return
+        self._fill_levels()
+        if not same_stack:
+            lo, hi = (float(v) for v in self.layer.contrast_limits)
+            self.set_range(lo, hi)
+            thr = self.model.roi.threshold
+            self.set_threshold(thr if thr is not None else (lo + hi) / 2, store=False)
+        self._roi_changed(self.model.roi)
+
+    def _roi_changed(self, roi) -> None:
+        self.region.setText(f"{describe(roi)} ({roi.source})")
+        if roi.threshold is not None and not self._updating:
+            self.set_threshold(roi.threshold, store=False)
+
+    def level_shapes(self) -> list[tuple[int, ...]]:
+        return [tuple(int(n) for n in a.shape) for a in self.stack.levels]
+
+    def _fill_levels(self) -> None:
+        """Levels whose ROI footprint fits a 3D texture; default: the finest under MAX_PREVIEW."""
+        chosen = self.level.currentData()
+        shapes = self.level_shapes()
+        self.level.blockSignals(True)
+        self.level.clear()
+        default = None
+        for i, shape in enumerate(shapes):
+            sub = [b - a for a, b in roi_on_level(self.model.roi, i, shape)]
+            if max(sub) > MAX_TEXTURE:
+                continue
+            self.level.addItem(f"{i}: ROI {' x '.join(map(str, sub))}", i)
+            if default is None and int(np.prod(sub)) <= MAX_PREVIEW:
+                default = i
+        index = self.level.findData(chosen if chosen is not None else default)
+        if index < 0:
+            index = self.level.findData(default)
+        self.level.setCurrentIndex(max(index, 0))
+        self.level.blockSignals(False)
+
+    # --- threshold ------------------------------------------------------------------------
+
+    def set_range(self, lo: float, hi: float) -> None:
+        self._range = (lo, hi if hi > lo else lo + 1.0)
+
+    def threshold(self) -> float:
+        return float(self.value.value())
+
+    def set_threshold(self, value: float, store: bool = True) -> None:
+        """Move slider and field to ``value``; drive the iso layer and (``store``) the ROI."""
+        lo, hi = self._range
+        self._updating = True
+        try:
+            self.value.setValue(value)
+            self.slider.setValue(min(max(round((value - lo) / (hi - lo) * STEPS), 0), STEPS))
+        finally:
+            self._updating = False
+        if self.preview is not None and self.preview in self.viewer.layers:
+            self.preview.iso_threshold = float(value)
+        if store and self.model is not None:
+            self._updating = True
+            try:
+                self.model.set(threshold=float(value))
+            finally:
+                self._updating = False
+            self._save_timer.start()
+
+    def _slider_moved(self, pos: int) -> None:
+        if not self._updating:
+            lo, hi = self._range
+            self.set_threshold(lo + (hi - lo) * pos / STEPS)
+
+    def _value_typed(self, value: float) -> None:
+        if not self._updating:
+            self.set_threshold(value)
+
+    def _save(self) -> None:
+        from napari.utils.notifications import show_error
+
+        if self.model is not None and self.model.dirty:
+            try:
+                self.model.save()
+            except Exception as exc:
+                show_error(f"cannot save the ROI: {error_text(exc, self.stack.path)}")
+
+    # --- running --------------------------------------------------------------------------
+
+    def _run(self, fn, desc: str, done) -> Task | None:
+        if self.stack is None or self.task is not None:
+            return None
+        stack = self.stack
+        self.task = Task(fn, f"{stack.name}: {desc}")
+        self.task.done.connect(done)
+        self.task.failed.connect(lambda exc, _s=stack, _d=desc: self._failed(_s, _d, exc))
+        for w in (self.show_button, self.mesh_button):
+            w.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.status.setText(f"{desc} …")
+        return self.task.start()
+
+    def _finish(self, text: str) -> None:
+        self.task = None
+        for w in (self.show_button, self.mesh_button):
+            w.setEnabled(self.stack is not None)
+        self.cancel_button.setEnabled(False)
+        self.status.setText(text)
+
+    def _failed(self, stack, desc: str, exc: BaseException) -> None:
+        from napari.utils.notifications import show_error, show_info
+
+        from ...errors import Cancelled
+
+        if isinstance(exc, Cancelled):
+            self._finish(f"{desc}: cancelled")
+            show_info(f"{stack.name}: {desc} cancelled")
+            return
+        text = error_text(exc, stack.path)
+        self._finish(f"{desc} failed: {text}")
+        show_error(f"{desc} failed: {text}")
+
+    def cancel(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+
+    def show_preview(self) -> Task | None:
+        """Read the ROI at the chosen level in a worker, then show it with iso rendering."""
+        from ...export.regions import make_region
+
+        stack, roi, level = self.stack, self.model.roi, self.level.currentData() or 0
+
+        def run(progress, cancel):
+            shape = tuple(int(n) for n in stack.levels[level].shape)
+            region = make_region(stack, *roi.slices.values(), level=level, level_shape=shape)
+            return region, np.asarray(stack.levels[level][region.slices].compute())
+
+        return self._run(run, "reading the ROI", lambda out, _s=stack: self._show(_s, *out))
+
+    def _show(self, stack, region, data: np.ndarray) -> None:
+        name = f"{stack.name} preview"
+        finite = data[np.isfinite(data)] if data.dtype.kind == "f" else data
+        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        hi = hi if hi > lo else lo + 1.0
+        self.set_range(lo, hi)
+        kwargs = {
+            "scale": region.voxel_size,
+            "translate": region.origin,
+            "rendering": "iso",
+            "iso_threshold": self.threshold(),
+            "contrast_limits": (lo, hi),
+            "colormap": "bone",
+        }
+        if self.preview is not None and self.preview in self.viewer.layers:
+            self.preview.data = data
+            for key, value in kwargs.items():
+                setattr(self.preview, key, value)
+        else:
+            self.preview = self.viewer.add_image(data, name=name, units=(stack.unit,) * 3, **kwargs)
+        self.set_threshold(self.threshold(), store=False)
+        self.viewer.dims.ndisplay = 3
+        self._finish(f"preview of {region.describe()}: {' x '.join(map(str, data.shape))}")
+
+    def make_mesh(self) -> Task | None:
+        """Run the engine's mesh on the ROI (at the level, threshold) and add a Surface layer."""
+        from ...mesh import mesh
+
+        stack, roi = self.stack, self.model.roi
+        level, threshold = self.level.currentData() or 0, self.threshold()
+
+        def run(progress, cancel) -> tuple[Any, np.ndarray, np.ndarray]:
+            tmp = Path(tempfile.mkdtemp(prefix="ctstack-mesh-"))
+            try:
+                result = mesh(
+                    stack,
+                    tmp / "surface.ply",
+                    threshold,
+                    level=level,
+                    progress=progress,
+                    cancel=cancel,
+                    **roi.slices,
+                )
+                verts, faces = read_ply(result.path)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+            return result, verts[:, ::-1].copy(), faces  # (x, y, z) -> napari's (z, y, x)
+
+        return self._run(
+            run, "making the mesh", lambda out, _s=stack: self._mesh_done(_s, threshold, *out)
+        )
+
+    def _mesh_done(self, stack, threshold: float, result, verts, faces) -> None:
+        from napari.utils.notifications import show_info, show_warning
+
+        if len(faces) == 0:
+            self._finish("the mesh is empty: no voxel crosses this threshold in the ROI")
+            show_warning(f"{stack.name}: no surface at threshold {threshold:g} in the ROI")
+            return
+        self.surface = self.viewer.add_surface(
+            (verts, faces),
+            name=f"{stack.name} mesh {threshold:g}",
+            units=(stack.unit,) * 3,
+            shading="smooth",
+        )
+        text = (
+            f"mesh at threshold {threshold:g}: {len(verts)} vertices, {len(faces)} faces, "
+            f"{result.region}"
+        )
+        self._finish(text)
+        show_info(f"{stack.name}: {text}")
