@@ -49,6 +49,7 @@ class PlaneAccumulator:
         self.acc = np.zeros(self.shape_out, dtype=acc_dtype)
         self.planes = 0
         self._rows: np.ndarray | None = None  # scratch for integer row sums, made on first use
+        self._shifts: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         ky = _log2_counts(shape_yx[0])[:, None]
         kx = _log2_counts(shape_yx[1])[None, :]
         self._kyx = (ky + kx).astype(acc_dtype if not self.is_float else np.uint8)
@@ -66,15 +67,20 @@ class PlaneAccumulator:
         rows = self._rows
         if rows is None:
             rows = self._rows = np.empty((self.shape_out[0], self.shape_in[1]), self.acc.dtype)
-        odd = plane[1::2]
-        np.copyto(rows, plane[0::2])
-        np.add(rows[: odd.shape[0]], odd, out=rows[: odd.shape[0]])
+        n_odd = self.shape_in[0] // 2
+        np.add(plane[0 : 2 * n_odd : 2], plane[1::2], out=rows[:n_odd], dtype=rows.dtype)
+        if n_odd < rows.shape[0]:  # odd height: the last row has no partner
+            np.copyto(rows[n_odd:], plane[2 * n_odd :])
+        left, right = rows[:, 0::2], rows[:, 1::2]
+        n_right = right.shape[1]
+        acc = self.acc
         if self.planes == 0:
-            np.copyto(self.acc, rows[:, 0::2])
+            np.add(left[:, :n_right], right, out=acc[:, :n_right])
+            if n_right < acc.shape[1]:  # odd width
+                np.copyto(acc[:, n_right:], left[:, n_right:])
         else:
-            self.acc += rows[:, 0::2]
-        right = rows[:, 1::2]
-        self.acc[:, : right.shape[1]] += right
+            acc += left
+            acc[:, :n_right] += right
 
     def _add_ordered(self, plane: np.ndarray) -> None:
         acc = self.acc
@@ -98,15 +104,28 @@ class PlaneAccumulator:
             nan = np.isnan(result)
             if nan.any():  # one canonical quiet NaN, whatever payload the arithmetic left
                 result[nan] = np.nan
-        else:
-            k = self._kyx + self.acc.dtype.type(self.planes - 1)
-            half = (self.acc.dtype.type(1) << k) >> self.acc.dtype.type(1)
-            result = ((self.acc + half) >> k).astype(self.dtype)
+        else:  # in place: floor((sum + n/2) / n) as a shift, n = 2**k
+            k, half = self._shift(self.planes)
+            np.add(self.acc, half, out=self.acc)
+            np.right_shift(self.acc, k, out=self.acc)
+            if out is None:
+                out = np.empty(self.shape_out, self.dtype)
+            np.copyto(out, self.acc, casting="unsafe")  # the mean always fits the source type
+            self.planes = 0
+            return out
         self.planes = 0
         if out is None:
             return result
         out[...] = result
         return out
+
+    def _shift(self, planes: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per-voxel shift k = log2(block size) and n/2, for blocks of ``planes`` planes."""
+        cached = self._shifts.get(planes)
+        if cached is None:
+            k = (self._kyx + (planes - 1)).astype(self.acc.dtype)
+            cached = self._shifts[planes] = (k, (np.ones_like(k) << k) >> 1)
+        return cached
 
 
 def downsample_numpy(volume: np.ndarray) -> np.ndarray:
