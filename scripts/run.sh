@@ -59,8 +59,8 @@ run_tests() {
     local libdir
     libdir=$(.venv/bin/python -c "import sysconfig; print(sysconfig.get_config_var('LIBDIR'))")
     say "lint: ruff, cargo fmt, cargo clippy"
-    .venv/bin/ruff check src tests benchmarks docs
-    .venv/bin/ruff format --check src tests benchmarks docs
+    .venv/bin/ruff check src tests benchmarks docs notebooks
+    .venv/bin/ruff format --check src tests benchmarks docs notebooks
     (cd rust && cargo fmt --check && cargo clippy --release --all-targets -q -- -D warnings)
     say "Rust unit tests"
     (cd rust && LD_LIBRARY_PATH="$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" cargo test --release -q)

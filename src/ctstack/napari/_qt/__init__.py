@@ -1,0 +1,1 @@
+"""Qt widgets and the background build controller of the napari plugin."""

@@ -1,0 +1,262 @@
+"""Background pyramid builds: one controller per viewer, a worker thread per build.
+
+The worker only calls ``stack.build_pyramid``; progress is polled from the main thread (a timer
+updates the napari progress bar), and the finished levels replace the layer on the main thread
+through the worker's ``returned`` signal. Tests wait on :attr:`PyramidController.busy`.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+import warnings
+import weakref
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from qtpy.QtCore import QObject, QTimer, Signal
+
+from .._layer import apply_3d_level, replace_with_levels, stack_of, track_3d_levels
+
+if TYPE_CHECKING:
+    from napari.layers import Image
+
+    from ...stack import Stack
+
+POLL_MS = 100
+_CONTROLLERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def controller_for(viewer) -> PyramidController:
+    """The viewer's build controller, made on first use."""
+    ctl = _CONTROLLERS.get(viewer)
+    if ctl is None:
+        ctl = _CONTROLLERS[viewer] = PyramidController(viewer)
+    return ctl
+
+
+def attach_when_added(stack: Stack) -> None:
+    """After the event loop adds this stack's layer to a viewer, start its build there."""
+
+    def attach() -> None:
+        from napari import Viewer
+
+        for viewer in list(Viewer._instances):
+            for layer in viewer.layers:
+                if stack_of(layer) is stack:
+                    ctl = controller_for(viewer)
+                    if ctl.autobuild:
+                        ctl.build(layer)
+                    return
+
+    QTimer.singleShot(0, attach)
+
+
+def _quiet_bad_slices() -> Any:
+    """Keep per-slice warnings from the worker thread out of the GUI; a summary follows."""
+    entry = ("ignore", re.compile("bad slice z="), UserWarning, None, 0)
+    warnings.filters.insert(0, entry)
+    warnings._filters_mutated()
+    return entry
+
+
+def _unquiet(entry: Any) -> None:
+    try:
+        warnings.filters.remove(entry)
+        warnings._filters_mutated()
+    except ValueError:
+        pass
+
+
+@dataclass
+class Job:
+    """One build: its stack, cancel event, progress figures and final state."""
+
+    stack: Stack
+    max_size: int
+    rebuild: bool
+    cancel: threading.Event = field(default_factory=threading.Event)
+    done: int = 0
+    total: int = 0
+    state: str = "building"  # building | done | cancelled | failed
+    seconds: float = 0.0
+    error: str = ""
+    bad_before: int = 0
+    worker: Any = None
+    pbar: Any = None
+
+
+class PyramidController(QObject):
+    """Builds pyramids for a viewer's plugin layers in the background and swaps them in."""
+
+    changed = Signal(object)  # the Stack whose build state changed (started/progress/finished)
+    swapped = Signal(object)  # the new multiscale layer
+
+    def __init__(self, viewer) -> None:
+        super().__init__()
+        self._viewer = weakref.ref(viewer)
+        self.jobs: dict[int, Job] = {}
+        self.autobuild = True
+        self.max_size: int | None = None  # None: the max_size the reader used
+        self._timer = QTimer(self)
+        self._timer.setInterval(POLL_MS)
+        self._timer.timeout.connect(self._poll)
+        track_3d_levels(viewer)
+
+    @property
+    def viewer(self):
+        return self._viewer()
+
+    @property
+    def busy(self) -> bool:
+        """True while any build runs."""
+        return any(j.state == "building" for j in self.jobs.values())
+
+    def job(self, stack: Stack) -> Job | None:
+        return self.jobs.get(id(stack))
+
+    def build(self, layer: Image, rebuild: bool = False, max_size: int | None = None) -> Job | None:
+        """Start building the layer's pyramid in a worker thread (no-op if already building)."""
+        from napari.qt.threading import create_worker
+
+        stack = stack_of(layer)
+        if stack is None:
+            return None
+        current = self.job(stack)
+        if current is not None and current.state == "building":
+            return current
+        size = max_size or self.max_size or getattr(stack, "gui_max_size", None) or 512
+        if not rebuild and layer.multiscale and size == getattr(stack, "gui_max_size", size):
+            return None  # already showing its pyramid
+        from ...pyramid import level_shapes
+
+        if not level_shapes(stack.shape, size):
+            stack.gui_max_size = size
+            return None  # small enough: level 0 is the whole story
+        job = Job(stack, size, rebuild, total=stack.shape[0], bad_before=len(stack.bad_slices))
+        self.jobs[id(stack)] = job
+        cache_dir = getattr(stack, "gui_cache_dir", None)
+
+        def progress(done: int, total: int) -> None:  # worker thread: plain attribute writes
+            job.done, job.total = done, total
+
+        def run() -> tuple[list | None, BaseException | None]:
+            """The worker: never raises, so errors go to a notification, not a traceback."""
+            t0 = time.perf_counter()
+            try:
+                levels = stack.build_pyramid(
+                    progress=progress,
+                    cancel=job.cancel,
+                    max_size=size,
+                    rebuild=rebuild,
+                    cache_dir=cache_dir,
+                )
+                return levels, None
+            except Exception as exc:
+                return None, exc
+            finally:
+                job.seconds = time.perf_counter() - t0
+
+        job.pbar = _progress_bar(job, stack.name)
+        quiet = _quiet_bad_slices()
+        worker = create_worker(run, _start_thread=False)
+        worker.returned.connect(lambda outcome: self._returned(job, *outcome))
+        worker.finished.connect(lambda: self._cleanup(job, quiet))
+        job.worker = worker
+        self._timer.start()
+        worker.start()
+        self.changed.emit(stack)
+        return job
+
+    def cancel(self, stack: Stack) -> None:
+        """Ask a running build to stop; it leaves no cache behind."""
+        job = self.job(stack)
+        if job is not None and job.state == "building":
+            job.cancel.set()
+
+    def cancel_all(self) -> None:
+        for job in self.jobs.values():
+            job.cancel.set()
+
+    # --- main-thread callbacks -----------------------------------------------------------
+
+    def _poll(self) -> None:
+        for job in self.jobs.values():
+            if job.state == "building" and job.pbar is not None:
+                job.pbar.n = job.done
+                job.pbar.refresh()
+                self.changed.emit(job.stack)
+        if not self.busy:
+            self._timer.stop()
+
+    def _layer_of(self, stack: Stack):
+        viewer = self.viewer
+        if viewer is None:
+            return None, None
+        for layer in viewer.layers:
+            if stack_of(layer) is stack:
+                return viewer, layer
+        return viewer, None
+
+    def _returned(self, job: Job, levels: list | None, exc: BaseException | None) -> None:
+        if exc is not None:
+            self._failed(job, exc)
+        else:
+            self._finished(job, levels)
+
+    def _finished(self, job: Job, levels: list) -> None:
+        from napari.utils.notifications import show_info, show_warning
+
+        from .._layer import META_KEY
+        from .._reader import warning_messages
+
+        job.state = "done"
+        job.stack.gui_max_size = job.max_size
+        viewer, layer = self._layer_of(job.stack)
+        if layer is not None:
+            layer.metadata.get(META_KEY, {})["levels"] = [list(lv.shape) for lv in levels]
+            new = replace_with_levels(viewer, layer, levels)
+            apply_3d_level(new, viewer.dims.ndisplay)
+            self.swapped.emit(new)
+        found = len(job.stack.bad_slices) - job.bad_before
+        if found > 0:
+            show_warning(warning_messages(job.stack)[0] + f" ({found} found while building)")
+        show_info(f"{job.stack.name}: pyramid ready in {job.seconds:.1f} s, {len(levels)} levels")
+
+    def _failed(self, job: Job, exc: BaseException) -> None:
+        from napari.utils.notifications import show_error, show_info
+
+        from ...errors import Cancelled, CTStackError
+
+        if isinstance(exc, Cancelled):
+            job.state = "cancelled"
+            show_info(f"{job.stack.name}: pyramid build cancelled; nothing was cached")
+            return
+        job.state = "failed"
+        job.error = str(exc)
+        if isinstance(exc, CTStackError):
+            show_error(f"{job.stack.name}: pyramid build failed: {exc}")
+        else:
+            show_error(f"{job.stack.name}: pyramid build failed ({type(exc).__name__}: {exc})")
+
+    def _cleanup(self, job: Job, quiet: Any) -> None:
+        _unquiet(quiet)
+        if job.state == "building":  # finished without returned/errored (should not happen)
+            job.state = "failed"
+        if job.pbar is not None:
+            job.pbar.close()
+            job.pbar = None
+        self.changed.emit(job.stack)
+
+
+def _progress_bar(job: Job, name: str):
+    """A napari progress bar whose cancel button sets the job's cancel event."""
+    from napari.utils import cancelable_progress
+
+    class _BuildProgress(cancelable_progress):
+        def cancel(self) -> None:
+            super().cancel()
+            job.cancel.set()
+
+    return _BuildProgress(total=job.total, desc=f"{name}: building pyramid")
