@@ -68,6 +68,9 @@ class Layout:
 
 LAYOUTS = (
     Layout("v3 plane (1,Y,X) none", 3, 1, 1 << 30),
+    Layout("v3 (1,64,X) none", 3, 1, 64),
+    Layout("v3 (2,64,X) none", 3, 2, 64),
+    Layout("v3 (4,64,X) none", 3, 4, 64),
     Layout("v3 (8,32,X) none", 3, 8, 32),
     Layout("v3 (8,64,X) none", 3, 8, 64),
     Layout("v3 (16,32,X) none", 3, 16, 32),

@@ -386,6 +386,14 @@ def _goals(labels: list[str], all_results: list[dict[str, CaseResult]], quick: b
     return f"Goals{note}:\n\n" + md_table(["goal", "measured", "verdict"], rows)
 
 
+def _ctstack_fsync_text() -> str:
+    from ctstack import cache
+
+    if cache.FSYNC:
+        return "fsyncs its entry"
+    return "does not fsync (a torn entry is caught by its chunk sizes at load)"
+
+
 def run(quick: bool) -> str:
     """Measure every case on every stack; return the markdown section."""
     specs = QUICK if quick else FULL
@@ -422,7 +430,8 @@ def run(quick: bool) -> str:
         "(`/usr/bin/time -v`). Medians over the runs shown in brackets (one run otherwise; "
         "the slow competitors run once on stacks above 512 MiB). Ratios are to the read floor "
         "of the same stack. Every build writes every level (largest axis <= "
-        f"{max_size}) to disk, uncompressed; ctstack's cache writer fsyncs its entry and "
+        f"{max_size}) to disk, uncompressed; ctstack's cache writer "
+        f"{_ctstack_fsync_text()}; "
         "tensorstore's file driver fsyncs by default (`file_io_sync`); the zarr-python "
         "writers (dask, Pillow) do not. "
         "The last column compares every level with the Rust build, voxel by voxel.",
