@@ -8,13 +8,49 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from qtpy.QtCore import QObject, Signal
-from qtpy.QtWidgets import QWidget
+from qtpy.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QLineEdit, QPushButton, QWidget
 
 from .._layer import stack_of
 from .._roi_model import model_for
 
 if TYPE_CHECKING:
     import napari
+
+FORMATS = {
+    "tiff": "TIFF slices (folder)",
+    "png": "PNG slices (folder)",
+    "bmp": "BMP slices (folder)",
+    "tiff-stack": "one multi-page TIFF",
+    "ome-zarr": "OME-Zarr (multiscale)",
+}
+
+
+def format_combo() -> QComboBox:
+    """A combo box of the export formats (label shown, format key as item data)."""
+    combo = QComboBox()
+    for key, text in FORMATS.items():
+        combo.addItem(text, key)
+    return combo
+
+
+def folder_picker(parent: QWidget, title: str) -> tuple[QLineEdit, QHBoxLayout]:
+    """An editable output folder (home by default) with a "..." button opening a dialog."""
+    from pathlib import Path
+
+    field = QLineEdit(str(Path.home()))
+    browse = QPushButton("…")
+    browse.setMaximumWidth(32)
+
+    def pick() -> None:
+        folder = QFileDialog.getExistingDirectory(parent, title, field.text())
+        if folder:
+            field.setText(folder)
+
+    browse.clicked.connect(pick)
+    row = QHBoxLayout()
+    row.addWidget(field)
+    row.addWidget(browse)
+    return field, row
 
 
 class Task(QObject):

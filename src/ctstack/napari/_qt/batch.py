@@ -17,7 +17,6 @@ from qtpy.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
-    QLineEdit,
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
@@ -28,8 +27,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ._common import Task, error_text
-from .export import FORMATS
+from ._common import Task, error_text, folder_picker, format_combo
 
 if TYPE_CHECKING:
     import napari
@@ -70,19 +68,11 @@ class BatchWidget(QWidget):
         for b in (add, add_parent, remove):
             list_buttons.addWidget(b)
 
-        self.format = QComboBox()
-        for key, text in FORMATS.items():
-            self.format.addItem(text, key)
+        self.format = format_combo()
         self.level = QSpinBox()
         self.level.setRange(0, 16)
         self.level.setToolTip("pyramid level (built first where missing)")
-        self.folder = QLineEdit(str(Path.home()))
-        browse = QPushButton("…")
-        browse.setMaximumWidth(32)
-        browse.clicked.connect(self._browse)
-        folder_row = QHBoxLayout()
-        folder_row.addWidget(self.folder)
-        folder_row.addWidget(browse)
+        self.folder, folder_row = folder_picker(self, "Write into")
         self.overwrite = QCheckBox("overwrite existing outputs")
         form = QFormLayout()
         form.addRow("format", self.format)
@@ -160,11 +150,6 @@ class BatchWidget(QWidget):
         folder = QFileDialog.getExistingDirectory(self, "Add every stack in a parent folder")
         if folder:
             self.add_paths([folder], expand=True)
-
-    def _browse(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Write into", self.folder.text())
-        if folder:
-            self.folder.setText(folder)
 
     def status(self, row: int) -> str:
         return self.table.item(row, 3).text()

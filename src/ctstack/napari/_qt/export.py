@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QFileDialog,
     QFormLayout,
     QHBoxLayout,
     QLabel,
@@ -20,18 +19,11 @@ from qtpy.QtWidgets import (
 )
 
 from .._roi_model import describe, human_bytes, level_shapes, output_estimate
-from ._common import LayerFollower, Task, error_text
+from ._common import LayerFollower, Task, error_text, folder_picker, format_combo
 
 if TYPE_CHECKING:
     import napari
 
-FORMATS = {
-    "tiff": "TIFF slices (folder)",
-    "png": "PNG slices (folder)",
-    "bmp": "BMP slices (folder)",
-    "tiff-stack": "one multi-page TIFF",
-    "ome-zarr": "OME-Zarr (multiscale)",
-}
 EXTENSIONS = {"tiff-stack": ".tif", "ome-zarr": ".ome.zarr"}
 
 
@@ -44,18 +36,10 @@ class ExportWidget(LayerFollower):
         self.last_result = None
         self.source = QLabel("-")
         self.source.setWordWrap(True)
-        self.format = QComboBox()
-        for key, text in FORMATS.items():
-            self.format.addItem(text, key)
+        self.format = format_combo()
         self.level = QComboBox()
         self.eight_bit = QCheckBox("8-bit, scaled from the layer's contrast limits")
-        self.folder = QLineEdit(str(Path.home()))
-        browse = QPushButton("…")
-        browse.setMaximumWidth(32)
-        browse.clicked.connect(self._browse)
-        folder_row = QHBoxLayout()
-        folder_row.addWidget(self.folder)
-        folder_row.addWidget(browse)
+        self.folder, folder_row = folder_picker(self, "Export into")
         self.name = QLineEdit()
         self.name.setToolTip("output name; the extension follows the format")
         self.ext = QLabel("")
@@ -138,11 +122,6 @@ class ExportWidget(LayerFollower):
         self.ext.setText(EXTENSIONS.get(fmt, "/"))
         self.prefix.setEnabled(fmt in ("tiff", "png", "bmp"))
         self.update_estimate()
-
-    def _browse(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Export into", self.folder.text())
-        if folder:
-            self.folder.setText(folder)
 
     # --- what would be written ------------------------------------------------------------
 
