@@ -25,6 +25,24 @@ FORMATS = {
 }
 
 
+def follow_layer_events(widget: QWidget, viewer: napari.viewer.Viewer, callback: Callable) -> None:
+    """Call ``callback`` when the active layer changes or layers come and go, until the widget
+    is destroyed (the viewer outlives a closed dock widget: its callbacks must not)."""
+    events = (
+        viewer.layers.selection.events.active,
+        viewer.layers.events.inserted,
+        viewer.layers.events.removed,
+    )
+    for event in events:
+        event.connect(callback)
+
+    def disconnect() -> None:
+        for event in events:
+            event.disconnect(callback)
+
+    widget.destroyed.connect(disconnect)
+
+
 def format_combo() -> QComboBox:
     """A combo box of the export formats (label shown, format key as item data)."""
     combo = QComboBox()
@@ -151,20 +169,7 @@ class LayerFollower(QWidget):
         self.layer = None
         self.stack = None
         self.model = None
-        events = (
-            napari_viewer.layers.selection.events.active,
-            napari_viewer.layers.events.inserted,
-            napari_viewer.layers.events.removed,
-        )
-        for event in events:
-            event.connect(self._follow)
-        follow = self._follow
-
-        def disconnect() -> None:
-            for event in events:
-                event.disconnect(follow)
-
-        self.destroyed.connect(disconnect)
+        follow_layer_events(self, napari_viewer, self._follow)
 
     def _follow(self, event=None) -> None:
         """Re-find the layer: a new active plugin layer wins, else the same name, else the top."""

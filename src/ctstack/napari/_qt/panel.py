@@ -23,6 +23,7 @@ from qtpy.QtWidgets import (
 )
 
 from .._layer import META_KEY, levels_for_3d, max_size_setting, set_3d_level, stack_of
+from ._common import follow_layer_events
 from .build import controller_for
 
 if TYPE_CHECKING:
@@ -136,21 +137,8 @@ class StackPanel(QWidget):
         layout.addWidget(pyramid_box)
         layout.addStretch(1)
 
-        events = (
-            napari_viewer.layers.selection.events.active,
-            napari_viewer.layers.events.inserted,
-            napari_viewer.layers.events.removed,
-        )
-        for event in events:
-            event.connect(self._follow)
+        follow_layer_events(self, napari_viewer, self._follow)
         self.controller.changed.connect(self._on_changed)
-        follow = self._follow
-
-        def disconnect() -> None:  # the viewer outlives a closed panel: drop our callbacks
-            for event in events:
-                event.disconnect(follow)
-
-        self.destroyed.connect(disconnect)
         self._follow()
 
     def _on_changed(self, _stack) -> None:
