@@ -367,3 +367,17 @@ def test_multipage_tiff_source(tmp_path, real_multipage_tif):
     volume = tifffile.imread(path)
     levels = ctstack.open_stack(path).build_pyramid(max_size=20)
     assert_levels_equal(levels, reference_pyramid(volume, 20))
+
+
+def test_cli_builds_then_reuses_and_says_when_no_pyramid_is_needed(tmp_path, capsys):
+    from ctstack.cli import main
+
+    folder, _ = make_stack_folder(tmp_path)
+    assert main(["pyramid", str(folder), "--max-size", "10"]) == 0
+    assert "built 3 level(s)" in capsys.readouterr().out
+    assert main(["pyramid", str(folder), "--max-size", "10"]) == 0
+    assert "reused 3 level(s)" in capsys.readouterr().out
+    assert main(["pyramid", str(folder), "--max-size", "64"]) == 0
+    assert "no pyramid needed" in capsys.readouterr().out
+    assert main(["pyramid", str(tmp_path / "nowhere")]) == 2
+    assert "nowhere" in capsys.readouterr().err

@@ -57,6 +57,9 @@ def run(args: argparse.Namespace) -> int:
         raise
     bar.close()
     seconds = time.perf_counter() - start
+    if len(levels) == 1:
+        print(f"no pyramid needed: no axis is longer than --max-size {args.max_size}")
+        return 0
     reused = len(calls) <= 1 and nz > 1
     where = getattr(stack, "cache_location", None)
     verb = "reused" if reused else "built"
