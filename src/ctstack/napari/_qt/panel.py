@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 PLUGIN = "napari-ctstack"
 
 
+UNIT_SYMBOLS = {"nanometer": "nm", "micrometer": "µm", "millimeter": "mm", "centimeter": "cm"}
+
+
 def _ranges(values: list[int]) -> str:
     """[1, 2, 3, 7] -> '1-3, 7'."""
     out, start = [], None
@@ -190,7 +193,8 @@ class StackPanel(QWidget):
         self.dtype.setText(str(stack.dtype))
         for box, v in zip(self.voxel, self.layer.scale, strict=False):
             box.setValue(float(v))
-        self.unit.setText(stack.unit)
+        self.unit.setText(UNIT_SYMBOLS.get(stack.unit, stack.unit))
+        self.unit.setToolTip(stack.unit)
         self.missing.setText(
             f"{len(stack.missing)}: {_ranges(stack.missing)}" if stack.missing else "none"
         )
