@@ -82,6 +82,7 @@ class Stack:
         self.data = self._make_dask()
         self.stored_levels: list = list(reader.extra_levels())  # OME-Zarr: its own pyramid
         self.levels: list = [self.data, *self.stored_levels]
+        self.cache_location: Path | None = None  # set by ctstack.pyramid once levels are cached
         for note in notes or []:
             self._warn(note)
 
@@ -258,6 +259,34 @@ class _Plan:
     meta: dict
     notes: list[str]
     origin: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+    @classmethod
+    def single_file(
+        cls,
+        path: Path,
+        name: str,
+        reader: SliceReader,
+        voxel,
+        meta: dict,
+        notes: list[str],
+        origin=(0.0, 0.0, 0.0),
+    ) -> _Plan:
+        """A plan for a source that is one file (multi-page TIFF, OME-Zarr): no series facts."""
+        return cls(
+            path=path,
+            root=path.parent,
+            name=name,
+            pattern=None,
+            reader=reader,
+            voxel=voxel,
+            files=[path],
+            missing=[],
+            bad=[],
+            other=[],
+            meta=meta,
+            notes=notes,
+            origin=origin,
+        )
 
     def build(self, override, override_unit) -> Stack:
         found = self.voxel or metadata.VoxelInfo((1.0, 1.0, 1.0), metadata.PIXEL, "default")
@@ -685,20 +714,8 @@ def _plan_multipage(path: Path, channel: int, time: int) -> _Plan:
     reader = MultipageReader.open(path, channel, time)
     voxel = metadata.tiff_voxel(path)
     meta = {"source_format": reader.kind, "axes": reader.axes, "stored_shape": reader.stored_shape}
-    return _Plan(
-        path=path,
-        root=path.parent,
-        name=path.name.split(".")[0] or path.stem,
-        pattern=None,
-        reader=reader,
-        voxel=voxel,
-        files=[path],
-        missing=[],
-        bad=[],
-        other=[],
-        meta=meta,
-        notes=list(reader.notes),
-    )
+    name = path.name.split(".")[0] or path.stem
+    return _Plan.single_file(path, name, reader, voxel, meta, list(reader.notes))
 
 
 def _plan_ngff(path: Path, channel: int, time: int) -> _Plan:
@@ -712,18 +729,7 @@ def _plan_ngff(path: Path, channel: int, time: int) -> _Plan:
         if name.lower().endswith(suffix):
             name = name[: -len(suffix)]
             break
-    return _Plan(
-        path=path,
-        root=path.parent,
-        name=name or path.name,
-        pattern=None,
-        reader=reader,
-        voxel=voxel,
-        files=[path],
-        missing=[],
-        bad=[],
-        other=[],
-        meta={"source_format": "ome-zarr", "ngff_version": image.version},
-        notes=list(image.warnings),
-        origin=image.origin,
+    meta = {"source_format": "ome-zarr", "ngff_version": image.version}
+    return _Plan.single_file(
+        path, name or path.name, reader, voxel, meta, list(image.warnings), image.origin
     )

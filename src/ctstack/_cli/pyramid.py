@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"no pyramid needed: no axis is longer than --max-size {args.max_size}")
         return 0
     reused = len(calls) <= 1 and nz > 1
-    where = getattr(stack, "cache_location", None)
+    where = stack.cache_location
     verb = "reused" if reused else "built"
     place = f" at {where}" if where else ""
     print(f"{verb} {len(levels) - 1} level(s) in {seconds:.2f} s{place}")
