@@ -328,7 +328,9 @@ def test_read_only_stack_folder_falls_back_to_user_cache(tmp_path, monkeypatch, 
 
     monkeypatch.setattr(C, "_probe_write", refuse_under_root)
     cache = PyramidCache(root, "slice")
-    assert probed == [root / ".ctstack"]  # the decision came from a real write attempt
+    # the decision came from a real write attempt, in the stack folder itself: `.ctstack` does
+    # not exist yet and is not made just to probe (two processes could remove it under each other)
+    assert probed == [root]
     assert private_user_cache in cache.location.parents
     assert cache.location.name.startswith("stack-")
     key = key_of(files)
@@ -336,6 +338,16 @@ def test_read_only_stack_folder_falls_back_to_user_cache(tmp_path, monkeypatch, 
     build(cache, key, ref)
     assert sorted(root.iterdir()) == before  # nothing written beside a read-only stack
     np.testing.assert_array_equal(PyramidCache(root, "slice").load(key)[1][:], ref[1])
+
+
+def test_probing_an_absent_cache_folder_neither_makes_nor_removes_it(tmp_path):
+    root, _files = make_stack(tmp_path)
+    assert C.is_writable(root / ".ctstack")
+    assert not (root / ".ctstack").exists()
+    (root / ".ctstack").mkdir()
+    (root / ".ctstack" / "roi.json").write_text("{}")
+    assert C.is_writable(root / ".ctstack")
+    assert sorted(p.name for p in (root / ".ctstack").iterdir()) == ["roi.json"]
 
 
 def test_real_write_failure_falls_back(tmp_path, private_user_cache):
@@ -512,7 +524,7 @@ def test_two_processes_commit_the_same_key(tmp_path, order):
     for p in procs:
         p.join(timeout=30)
         assert p.exitcode == 0
-    assert all(seen == 2 for _r, _w, _s, seen, _st in out)  # both were mid-build at once
+    assert all(seen == 2 for _r, _w, _s, seen, _st in out), out  # both were mid-build at once
     assert all(same for _r, _w, same, _seen, _st in out)
     assert sorted(won for _r, won, _s, _seen, _st in out) == [False, True]
     if order == "one after the other":

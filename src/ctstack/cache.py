@@ -153,24 +153,23 @@ def _probe_write(folder: Path) -> None:
 
 
 def is_writable(folder: Path) -> bool:
-    """Whether files can be created in ``folder`` (made if absent, then removed again if so).
+    """Whether ``folder`` (existing, or to be made in its parent) can take files.
 
     A real write, not ``os.access``: root passes every permission check, a read-only mount not.
+    An absent folder is judged by a probe in its parent rather than made and removed again:
+    two processes doing that at once could remove the folder under each other's probe.
     """
     folder = Path(folder)
-    created = False
     try:
-        if not folder.is_dir():
-            folder.mkdir()
-            created = True
-        _probe_write(folder)
+        if folder.is_dir():
+            _probe_write(folder)
+        elif folder.exists():
+            return False  # a plain file where the folder should be
+        else:
+            _probe_write(folder.parent)
         return True
     except OSError:
         return False
-    finally:
-        if created:
-            with contextlib.suppress(OSError):
-                folder.rmdir()
 
 
 def _stack_folder(root: Path | str) -> Path:
