@@ -12,6 +12,19 @@ import pytest
 MAX_SIZE = 64  # small, so the real scans get two or three levels
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Give napari's viewer fixture a call report when setup ends the test early.
+
+    ``make_napari_viewer`` reads ``item.rep_call`` in its teardown; a test skipped (or failed)
+    in setup, e.g. by a real-data fixture in a plain clone, has none and the teardown errors.
+    """
+    report = yield
+    if report.when == "setup" and not report.passed and not hasattr(item, "rep_call"):
+        item.rep_call = report
+    return report
+
+
 @pytest.fixture(autouse=True)
 def _small_pyramids(monkeypatch, tmp_path_factory) -> None:
     """Small pyramids for every test, and no sample data written to the user's cache."""
