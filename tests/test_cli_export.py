@@ -38,7 +38,7 @@ def test_export_region_keeps_numbers(src, tmp_path, capsys):
     )
     out, err = capsys.readouterr()
     assert rc == 0 and "wrote 4 tiff files" in out and "4/4 slices" in err
-    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    names = sorted(p.name for p in (tmp_path / "out").iterdir() if not p.name.startswith("."))
     assert names == [f"scan_{n:05d}.tif" for n in range(122, 126)]
     np.testing.assert_array_equal(
         ctstack.open_stack(tmp_path / "out").data.compute(), vol[2:6, :, 3:]

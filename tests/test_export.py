@@ -11,6 +11,7 @@ import tifffile
 
 import ctstack
 from ctstack.errors import Cancelled, ExportError
+from ctstack.export.guard import MARKER
 from tests.test_export_reference import (
     VOXEL,
     leftovers,
@@ -51,7 +52,7 @@ def test_tiff_level0_keeps_source_names_numbers_and_metadata(u16, tmp_path):
     stack = ctstack.open_stack(folder)
     before = snapshot(folder)
     res = ctstack.export(stack, tmp_path / "out", format="tiff", **region_kw())
-    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    names = sorted(p.name for p in (tmp_path / "out").iterdir() if p.name != MARKER)
     assert names == [f"scan_{100 + 2 * z:05d}.tif" for z in range(3, 12)]
     assert [p.name for p in res.files] == names and res.bytes > 0 and res.seconds >= 0
     back = ctstack.open_stack(tmp_path / "out")
@@ -215,8 +216,14 @@ def test_refuses_to_overwrite_then_replaces(u16, tmp_path):
     with pytest.raises(ExportError, match="already exists"):
         ctstack.export(folder, out, z=(0, 2))
     assert (out / "keep.txt").read_text() == "mine"
-    ctstack.export(folder, out, z=(0, 2), overwrite=True)
-    assert sorted(p.name for p in out.iterdir()) == ["scan_00100.tif", "scan_00102.tif"]
+    # a folder that is no export of ours is never replaced, even with overwrite
+    with pytest.raises(ExportError, match=r"no ctstack slice export.*rm -r"):
+        ctstack.export(folder, out, z=(0, 2), overwrite=True)
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+    out = tmp_path / "out2"
+    ctstack.export(folder, out, z=(0, 4))
+    ctstack.export(folder, out, z=(0, 2), overwrite=True)  # an earlier export is replaced
+    assert sorted(p.name for p in out.iterdir()) == [MARKER, "scan_00100.tif", "scan_00102.tif"]
     assert leftovers(tmp_path) == []
 
 

@@ -20,8 +20,9 @@ import numpy as np
 
 from ._callable import make_callable
 from .errors import UnsupportedExport
+from .export.guard import check_target
 from .export.planes import PlaneReader, iter_planes, resolve
-from .export.writing import ExportResult, Staging, check_space, check_target
+from .export.writing import ExportResult, Staging, check_space
 
 if TYPE_CHECKING:
     from .stack import Stack
@@ -170,7 +171,7 @@ def mesh(
     if not isinstance(stack, Stack):
         stack = open_stack(stack)
     fmt = mesh_format(Path(out))
-    out = check_target(Path(out), overwrite, [stack.path])
+    out = check_target(Path(out), overwrite, stack, fmt)
     region = resolve(stack, z, y, x, int(level), progress, cancel)
     if min(region.shape) < 2:
         raise UnsupportedExport(
@@ -181,7 +182,7 @@ def mesh(
     check_space(out.parent, 4 * 50 * region.shape[1] * region.shape[2] + (1 << 20))
     reader = PlaneReader(stack, region, None)
     header = f"ctstack mesh of {stack.name} {region.describe()} threshold {threshold:g}"
-    with Staging(out, overwrite, folder=False) as stage:
+    with Staging(out, overwrite, folder=False, fmt=fmt) as stage:
         sink = _Sink(stage.tmp, fmt, header)
         ok = False
         try:

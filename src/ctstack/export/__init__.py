@@ -18,10 +18,11 @@ import numpy as np
 
 from .._callable import make_callable
 from ..errors import LevelNotAvailable, NotEnoughSpace, OutputExists, UnsupportedExport
+from .guard import check_prefix, check_target
 from .planes import PlaneReader, check_window, iter_planes, out_dtype, resolve
 from .provenance import record
 from .regions import Region, make_region
-from .writing import ExportResult, Staging, check_space, check_target, tree_bytes
+from .writing import ExportResult, Staging, check_space, tree_bytes
 
 if TYPE_CHECKING:
     from ..stack import Stack
@@ -78,7 +79,8 @@ def export(
         from .slices import check_dtype
 
         check_dtype(fmt, dtype)
-    out = check_target(Path(out), overwrite, [stack.path])
+    check_prefix(prefix)
+    out = check_target(Path(out), overwrite, stack, fmt)
     region = resolve(stack, z, y, x, int(level), progress, cancel)
     prov = record(stack, region, fmt, win)
     reader = PlaneReader(stack, region, win)
@@ -101,7 +103,7 @@ def _slices(stack, out, fmt, region, planes, prov, prefix, overwrite, nbytes) ->
     from .slices import SliceWriter, naming
 
     check_space(out.parent, nbytes + region.shape[0] * 4096)
-    with Staging(out, overwrite, folder=True) as stage:
+    with Staging(out, overwrite, folder=True, fmt=fmt, prov=prov) as stage:
         writer = SliceWriter(stage.tmp, fmt, region, naming(stack, region, fmt, prefix), prov)
         with writer:
             for i, plane in planes:
@@ -115,7 +117,7 @@ def _tiff_stack(out, region, planes, dtype, prov, overwrite, nbytes) -> ExportRe
     from .tiff_stack import write_stack
 
     check_space(out.parent, nbytes + region.shape[0] * 4096)
-    with Staging(out, overwrite, folder=False) as stage:
+    with Staging(out, overwrite, folder=False, fmt="tiff-stack") as stage:
         kind = write_stack(stage.tmp, (p for _, p in planes), region, dtype, prov)
         stage.commit()
     return ExportResult(
@@ -129,7 +131,7 @@ def _ome_zarr(
     from .ome_zarr import estimate_bytes, write_ome_zarr
 
     check_space(out.parent, estimate_bytes(region, dtype, max_size))
-    with Staging(out, overwrite, folder=False) as stage:
+    with Staging(out, overwrite, folder=True, fmt="ome-zarr", prov=prov) as stage:
         n = write_ome_zarr(
             stage.tmp, (p for _, p in planes), region, dtype, prov, stack.name, version, max_size
         )

@@ -7,6 +7,7 @@ pyramid (``ctstack.pyramid.make_cascade``), fed one plane at a time, so memory s
 
 from __future__ import annotations
 
+import os
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -66,13 +67,14 @@ def multiscales(region: Region, n: int, name: str, version: str) -> dict:
 
 
 def _create(root: Path, shapes_: list, dtype: np.dtype, version: str):
+    """The group and its level arrays (metadata only); ``root`` is the staged folder."""
     import zarr
 
     fmt = 2 if version == "0.4" else 3
-    group = zarr.open_group(str(root), mode="w-", zarr_format=fmt)
+    group = zarr.open_group(str(root), mode="a", zarr_format=fmt)
     arrays = []
     for m, shape in enumerate(shapes_):
-        chunks = tuple(min(c, n) for c, n in zip(CHUNK, shape, strict=False))
+        chunks = tuple(min(c, n) for c, n in zip(CHUNK, shape, strict=True))
         if fmt == 2:
             from numcodecs import Blosc
 
@@ -95,34 +97,86 @@ def _create(root: Path, shapes_: list, dtype: np.dtype, version: str):
     return group, arrays
 
 
-class _Slabs:
-    """One chunk-deep buffer per level; a full buffer is written as whole chunks.
+class _ChunkFiles:
+    """Encodes and writes one level's chunk files as zarr would (byte for byte), directly.
 
-    Writes run on one background thread (at most two slabs in flight per level), so
-    compression and file writes overlap with decoding and the cascade.
+    zarr's own ``__setitem__`` keeps writing the other chunks of a slab after one write fails
+    (its event loop runs them concurrently), and can recreate folders after the cleanup. Here
+    every write is a task of our own pool: after a failure no new task starts, and ``close``
+    joins the pool before anyone removes the folder. Chunks that hold only the fill value are
+    not written, as zarr does by default.
     """
 
-    def __init__(self, arrays: list):
-        self.arrays = arrays
+    def __init__(self, root: Path, arr):
+        from numcodecs import Blosc
+
+        self.root = root / arr.path
+        self.arr = arr
+        self.blosc = Blosc(cname="lz4", clevel=5, shuffle=Blosc.SHUFFLE, blocksize=0)
+        self.dtype = np.dtype(arr.dtype).newbyteorder("<")
+        self.made: set[str] = set()
+
+    def chunks_of(self, start: int, slab: np.ndarray) -> Iterator[tuple[str, np.ndarray]]:
+        """(file path, full-size chunk) for every chunk of the slab starting at plane ``start``."""
+        cz, cy, cx = self.arr.chunks
+        _, ny, nx = self.arr.shape
+        iz = start // cz
+        for iy in range(-(-ny // cy)):
+            for ix in range(-(-nx // cx)):
+                block = slab[:, iy * cy : (iy + 1) * cy, ix * cx : (ix + 1) * cx]
+                if not block.any():
+                    continue
+                if block.shape != (cz, cy, cx):  # edge chunks are stored padded to full size
+                    full = np.zeros((cz, cy, cx), self.dtype)
+                    full[: block.shape[0], : block.shape[1], : block.shape[2]] = block
+                    block = full
+                key = self.arr.metadata.encode_chunk_key((iz, iy, ix))
+                yield os.path.join(self.root, key), block
+
+    def write(self, path: str, block: np.ndarray) -> None:
+        parent = os.path.dirname(path)
+        if parent not in self.made:
+            os.makedirs(parent, exist_ok=True)
+            self.made.add(parent)
+        data = self.blosc.encode(np.ascontiguousarray(block, self.dtype))
+        with open(path, "wb") as fh:
+            fh.write(data)
+
+
+class _Slabs:
+    """One chunk-deep buffer per level; a full buffer is written as whole chunk files.
+
+    Chunks are encoded and written by two background threads (a bounded number in flight),
+    so compression and file writes overlap with decoding and the cascade.
+    """
+
+    IN_FLIGHT = 16  # chunk writes queued at most
+
+    def __init__(self, root: Path, arrays: list):
+        self.pool = ThreadPoolExecutor(2, thread_name_prefix="ctstack-zarr")
+        self.files = [_ChunkFiles(root, a) for a in arrays]
         self.bufs = [np.zeros((a.chunks[0], *a.shape[1:]), a.dtype) for a in arrays]
-        self.pool = ThreadPoolExecutor(1, thread_name_prefix="ctstack-zarr")
         self.pending: deque[Future] = deque()
 
     def put(self, level: int, z: int, plane: np.ndarray) -> None:
-        buf, arr = self.bufs[level], self.arrays[level]
+        buf, files = self.bufs[level], self.files[level]
         depth = buf.shape[0]
         buf[z % depth] = plane
-        if z % depth == depth - 1 or z == arr.shape[0] - 1:
+        last = files.arr.shape[0] - 1
+        if z % depth == depth - 1 or z == last:
             start = z - z % depth
-            while len(self.pending) >= 2:
-                self.pending.popleft().result()
-            self.pending.append(
-                self.pool.submit(arr.__setitem__, slice(start, z + 1), buf[: z + 1 - start])
-            )
-            self.bufs[level] = np.empty_like(buf)
+            slab = buf[: z + 1 - start]
+            for path, block in files.chunks_of(start, slab):
+                while len(self.pending) >= self.IN_FLIGHT:
+                    self.pending.popleft().result()
+                self.pending.append(self.pool.submit(files.write, path, block))
+            self.bufs[level] = np.zeros_like(buf)
 
     def close(self, ok: bool) -> None:
-        """Wait for (ok) or drop (not ok) the writes in flight; errors surface here."""
+        """Wait for (ok) or drop (not ok) the writes in flight; errors surface here.
+
+        Returns only when no writer thread runs any more, so the folder can be removed safely.
+        """
         try:
             while self.pending:
                 future = self.pending.popleft()
@@ -131,7 +185,7 @@ class _Slabs:
                 else:
                     future.cancel()
         finally:
-            self.pool.shutdown(wait=True)
+            self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 def write_ome_zarr(
@@ -151,7 +205,7 @@ def write_ome_zarr(
     stored = shapes(region, max_size)
     n_extra = len(stored) - 1
     group, arrays = _create(root, stored, dtype, version)
-    slabs = _Slabs(arrays)
+    slabs = _Slabs(root, arrays)
     cascade = make_cascade(region.shape[1], region.shape[2], n_extra, dtype) if n_extra else None
     outs = [np.empty(s, dtype) for s in cascade.level_shapes] if cascade else []
 

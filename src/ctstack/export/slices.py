@@ -17,6 +17,7 @@ import numpy as np
 
 from ..discovery import parse_name
 from ..errors import UnsupportedExport
+from .guard import staged_file
 from .provenance import imagej_metadata, ome_metadata
 from .regions import Region
 
@@ -110,7 +111,7 @@ class SliceWriter:
         self.pending.append(self.pool.submit(self.write, i, plane))
 
     def write(self, i: int, plane: np.ndarray) -> Path:
-        path = self.folder / self.name(i)
+        path = staged_file(self.folder, self.name(i))
         if self.fmt == "tiff":
             self._tiff(path, i, plane)
         else:

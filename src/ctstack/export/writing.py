@@ -6,15 +6,19 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import secrets
 import shutil
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import Cancelled, CTStackError, ExportError, NotEnoughSpace, OutputExists
+from ..errors import CTStackError, ExportError, NotEnoughSpace, OutputExists
+from .guard import check_replaceable, write_marker
 
 TMP_TAG = ".ctstack-tmp-"
+OLD_TAG = ".ctstack-old-"
 SPACE_MARGIN = 16 << 20  # bytes kept free beyond the estimate (file system overhead, metadata)
 
 
@@ -57,19 +61,6 @@ def tree_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def check_target(out: Path, overwrite: bool, sources: list[Path]) -> Path:
-    """Refuse an existing target without overwrite, and any target that holds the source."""
-    out = Path(out).expanduser()
-    resolved = out.resolve()
-    for src in sources:
-        s = Path(src).resolve()
-        if s == resolved or resolved in s.parents:
-            raise ExportError(f"{out}: refusing to write over the source stack ({src})")
-    if (out.exists() or out.is_symlink()) and not overwrite:
-        raise OutputExists(f"{out}: already exists (pass overwrite=True / --overwrite to replace)")
-    return out
-
-
 def check_space(folder: Path, need: int) -> None:
     """Raise NotEnoughSpace when ``need`` bytes (plus a margin) do not fit on folder's disk."""
     probe = folder
@@ -98,6 +89,8 @@ def describe_oserror(exc: OSError, out: Path) -> ExportError:
     where = exc.filename or out
     if exc.errno == errno.ENOSPC:
         why = "disk full"
+    elif exc.errno is None and re.search(r"\d+ requested and \d+ written", str(exc)):
+        why = "disk full (a write was cut short)"  # numpy's tofile, used by tifffile
     elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         why = "permission denied" if exc.errno != errno.EROFS else "read-only file system"
     else:
@@ -105,48 +98,100 @@ def describe_oserror(exc: OSError, out: Path) -> ExportError:
     return ExportError(f"{out}: {why} while writing {where}; the partial output was removed")
 
 
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9_.]+", "_", socket.gethostname())[:40] or "host"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return pid > 0
+    return True
+
+
 class Staging:
     """A temporary sibling of ``out`` to write into, renamed onto ``out`` by ``commit()``.
 
     Used as a context manager: leaving it without commit (an error, a cancel) removes the
-    temporary output; OSErrors become ExportError. The source is never touched.
+    temporary output; OSErrors become ExportError. The source is never touched. Entering it
+    first sweeps temporaries that an earlier, killed export to the same ``out`` left behind.
+    A staged folder carries the export marker from the start (``prov`` given).
     """
 
-    def __init__(self, out: Path, overwrite: bool, folder: bool):
+    def __init__(
+        self, out: Path, overwrite: bool, folder: bool, fmt: str, prov: dict | None = None
+    ):
         self.out = Path(out)
         self.overwrite = overwrite
         self.folder = folder
-        self.tmp = (
-            self.out.parent / f".{self.out.name}{TMP_TAG}{os.getpid()}-{secrets.token_hex(4)}"
-        )
+        self.fmt = fmt
+        self.prov = prov
+        self.tmp = self._private(TMP_TAG)
         self.committed = False
         self.t0 = time.perf_counter()
+
+    def _private(self, tag: str) -> Path:
+        """A hidden sibling of ``out`` named for this process and host (what the sweep reads)."""
+        name = f".{self.out.name}{tag}{os.getpid()}-{secrets.token_hex(4)}-{_host()}"
+        return self.out.parent / name
 
     def __enter__(self) -> Staging:
         try:
             self.out.parent.mkdir(parents=True, exist_ok=True)
+            self.sweep()
             if self.folder:
                 self.tmp.mkdir()
+                write_marker(self.tmp, {**(self.prov or {}), "format": self.fmt})
         except OSError as exc:
+            remove(self.tmp)
             raise describe_oserror(exc, self.out) from exc
         return self
+
+    def sweep(self) -> int:
+        """Remove this target's temporaries whose export process is gone; returns how many.
+
+        Only names this module makes are considered (``.OUT.ctstack-tmp-PID-HEX-HOST``), from
+        this host and a dead pid; an old copy (``ctstack-old-``) only once ``out`` is in place.
+        """
+        pattern = re.compile(
+            re.escape(f".{self.out.name}")
+            + r"(\.ctstack-(?:tmp|old)-)(\d+)-[0-9a-f]{8}-"
+            + re.escape(_host())
+            + r"$"
+        )
+        removed = 0
+        try:
+            names = os.listdir(self.out.parent)
+        except OSError:
+            return 0
+        for name in names:
+            m = pattern.match(name)
+            if m is None or _pid_alive(int(m.group(2))):
+                continue
+            if m.group(1) == OLD_TAG and not os.path.lexists(self.out):
+                continue  # the earlier export, moved aside: keep it while nothing replaced it
+            remove(self.out.parent / name)
+            removed += 1
+        return removed
 
     def __exit__(self, typ, exc, tb) -> bool:
         if not self.committed:
             remove(self.tmp)
         if isinstance(exc, OSError) and not isinstance(exc, CTStackError):
             raise describe_oserror(exc, self.out) from exc
-        if isinstance(exc, Cancelled):
-            return False
         return False
 
     def commit(self) -> None:
         """Move the finished output into place (replacing the old one when overwrite=True)."""
         trash = None
-        if self.out.exists() or self.out.is_symlink():
+        if os.path.lexists(self.out):
             if not self.overwrite:
                 raise OutputExists(f"{self.out}: appeared while exporting; left as it was")
-            trash = self.out.parent / f".{self.out.name}.ctstack-old-{secrets.token_hex(4)}"
+            check_replaceable(self.out, self.fmt)
+            trash = self._private(OLD_TAG)
             os.replace(self.out, trash)
         try:
             os.replace(self.tmp, self.out)
