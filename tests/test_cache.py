@@ -553,6 +553,7 @@ def test_entries_and_clean_keep_user_files(tmp_path):
     stale = cache.location / f"{C.TMP_PREFIX}999999999-0123456789ab-{C._safe(os.uname()[1])}"
     (stale / "1").mkdir(parents=True)
     (stale / "1" / "junk").write_bytes(b"x" * 1000)
+    (stale / C.TEMP_MARKER).write_text('{"pid": 999999999}')  # a dead writer's, so ours
 
     entries = cache.entries()
     done = [e for e in entries if e["kind"] == "entry"]

@@ -7,7 +7,10 @@ Layout of a cache location (``<stack folder>/.ctstack/`` or a per-stack folder e
     .trash-<pid>-<token>-<host>/      an entry being deleted (renamed first, so no half entry shows)
     roi.json                          the user's ROIs: not cache, never removed by default
 
-Only names of those shapes are ever deleted; every other file is left alone.
+Only folders of those shapes that also carry ctstack's mark (a manifest, the temp marker file
+or levels tagged "ctstack" in their zarr attributes) are ever deleted; everything else is left
+alone. Nothing is written or deleted through a location that is a symbolic link (it may point
+anywhere); entries and ROIs are still read through it, and new builds go to the user cache.
 """
 
 from __future__ import annotations
@@ -22,8 +25,10 @@ import re
 import secrets
 import shutil
 import socket
+import stat
 import threading
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -42,6 +47,10 @@ MANIFEST = "manifest.json"
 ENTRY_SUFFIX = ".pyramid"
 TMP_PREFIX = ".tmp-"
 TRASH_PREFIX = ".trash-"
+TEMP_MARKER = ".ctstack-temp"  # in every temp folder until its manifest is written
+MANIFEST_KEYS = ("key", "name", "levels", "version")  # a manifest of ours has all of these
+LEVEL_TAG = "ctstack"  # key of the zarr attributes every level array of ours carries
+NAMESPACE_RE = re.compile(r"[A-Za-z0-9._]{1,40}-[0-9a-f]{12}")  # what _namespace() makes
 STALE_FOREIGN_SECONDS = 7 * 24 * 3600  # a temp dir from another host is stale after a week
 ZARR_FORMAT = 3  # chunks are stored uncompressed: _chunks_intact relies on their fixed size
 FSYNC = False  # fsync every chunk before commit: costs ~2 s per 600 MB here (see _chunks_intact)
@@ -177,17 +186,64 @@ def _stack_folder(root: Path | str) -> Path:
     return root.parent if root.is_file() else root
 
 
-def resolve_location(root: Path | str, cache_dir: Path | str | None = None) -> Path:
-    """Where a stack's cache lives: cache_dir > $CTSTACK_CACHE_DIR > root/.ctstack > user cache."""
-    root = _stack_folder(root)
+def user_cache_dir() -> Path:
+    """The platformdirs user cache dir, whatever ``CTSTACK_CACHE_DIR`` says: the last resort."""
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("ctstack"))
+
+
+_warned_links: set[str] = set()
+
+
+def warn_link(link: Path, instead: Path) -> None:
+    """Say once per process that ``link`` is a symlink ctstack will not write through."""
+    if str(link) in _warned_links:
+        return
+    _warned_links.add(str(link))
+    warnings.warn(
+        f"{link} is a symbolic link: ctstack does not write or delete through it; "
+        f"its pyramid cache and ROIs are written to {instead} instead",
+        UserWarning,
+        stacklevel=3,
+    )
+
+
+def _preferred_location(root: Path, cache_dir: Path | str | None) -> Path | None:
+    """The explicitly chosen location (cache_dir, else $CTSTACK_CACHE_DIR), or None."""
     if cache_dir is not None:
         return Path(cache_dir).expanduser() / _namespace(root)
     if os.environ.get(ENV_VAR):
         return global_cache_dir() / _namespace(root)
+    return None
+
+
+def _not_a_link(location: Path, root: Path) -> Path:
+    """``location``, or the user cache dir's folder for ``root`` when it is a symlink."""
+    if not os.path.islink(location):
+        return location
+    fallback = user_cache_dir() / _namespace(root)
+    warn_link(location, fallback)
+    return fallback
+
+
+def resolve_location(root: Path | str, cache_dir: Path | str | None = None) -> Path:
+    """Where a stack's cache lives: cache_dir > $CTSTACK_CACHE_DIR > root/.ctstack > user cache.
+
+    A location that is a symbolic link is never written to; the user cache takes its place.
+    """
+    root = _stack_folder(root)
+    preferred = _preferred_location(root, cache_dir)
+    if preferred is not None:
+        return _not_a_link(preferred, root)
     local = root / LOCAL_DIRNAME
+    if os.path.islink(local):
+        fallback = _not_a_link(global_cache_dir() / _namespace(root), root)
+        warn_link(local, fallback)
+        return fallback
     if is_writable(local):
         return local
-    return global_cache_dir() / _namespace(root)
+    return _not_a_link(global_cache_dir() / _namespace(root), root)
 
 
 # --------------------------------------------------------------------------- housekeeping
@@ -219,10 +275,68 @@ def _parse_private(name: str) -> tuple[int, str] | None:
     return None
 
 
+def _real_dir(path: Path) -> bool:
+    """Whether ``path`` is a folder and not a symlink to one (lstat): deleting in it stays in it."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _json_dict(path: Path) -> dict | None:
+    """The JSON object in the regular file ``path`` (not a symlink), else None."""
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return None
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _has_manifest(folder: Path) -> bool:
+    """Whether ``folder`` holds a manifest written by ctstack (it has all of MANIFEST_KEYS)."""
+    m = _json_dict(folder / MANIFEST)
+    return m is not None and all(k in m for k in MANIFEST_KEYS)
+
+
+def _has_temp_marker(folder: Path) -> bool:
+    """Whether ``folder`` holds the marker file a CacheWriter writes into its temp folder."""
+    m = _json_dict(folder / TEMP_MARKER)
+    return m is not None and "pid" in m
+
+
+def _has_tagged_level(folder: Path) -> bool:
+    """Whether a level array in ``folder`` carries ctstack's tag (a corrupt entry's last mark)."""
+    try:
+        names = [e.name for e in os.scandir(folder) if e.name.isdigit()]
+    except OSError:
+        return False
+    for name in names:
+        meta = _json_dict(folder / name / "zarr.json")
+        if meta is not None and isinstance((meta.get("attributes") or {}).get(LEVEL_TAG), dict):
+            return True
+    return False
+
+
+def is_owned(folder: Path) -> bool:
+    """Whether ctstack made ``folder`` (a real folder with its mark): only those are deleted."""
+    folder = Path(folder)
+    return _real_dir(folder) and (
+        _has_manifest(folder) or _has_temp_marker(folder) or _has_tagged_level(folder)
+    )
+
+
+def _write_temp_marker(folder: Path) -> None:
+    """Mark ``folder`` as a ctstack temp/trash folder (pid and host of the process)."""
+    record = {"pid": os.getpid(), "host": _safe(socket.gethostname()), "created": time.time()}
+    (folder / TEMP_MARKER).write_text(json.dumps(record), encoding="utf-8")
+
+
 def _is_stale(path: Path) -> bool:
-    """A temp/trash folder whose writer is gone: dead pid on this host, or old from another."""
+    """A marked temp/trash folder whose writer is gone: dead pid on this host, or old elsewhere."""
     parsed = _parse_private(path.name)
-    if parsed is None:
+    if parsed is None or not is_owned(path):
         return False
     pid, host = parsed
     if host == _safe(socket.gethostname()):
@@ -246,8 +360,12 @@ def _remove_tree(path: Path) -> int:
     """Delete a cache folder safely: rename it to a private trash name first, then remove it.
 
     The rename is atomic, so a kill during the removal never leaves a half entry under a name
-    ``load`` would look at. Returns the bytes freed (0 if someone else removed it first).
+    ``load`` would look at. Only a folder ctstack made (``is_owned``) in a location that is no
+    symlink is touched; the trash keeps its mark to the end, so a kill midway leaves a folder
+    the next sweep still recognises. Returns the bytes freed (0 if nothing was removed).
     """
+    if os.path.islink(path.parent) or not is_owned(path):
+        return 0
     trash = path
     if _parse_private(path.name) is None:
         trash = path.with_name(_private_name(TRASH_PREFIX))
@@ -255,9 +373,34 @@ def _remove_tree(path: Path) -> int:
             os.rename(path, trash)
         except FileNotFoundError:
             return 0
+    if not (_has_manifest(trash) or _has_temp_marker(trash)):
+        with contextlib.suppress(OSError):
+            _write_temp_marker(trash)  # only tagged levels marked it: they go first
     size = _tree_bytes(trash)
-    shutil.rmtree(trash, ignore_errors=True)
+    _remove_marked_last(trash)
     return size
+
+
+def _remove_marked_last(folder: Path) -> None:
+    """Remove ``folder`` and everything in it, its marker and manifest files last."""
+    marks = (MANIFEST, TEMP_MARKER)
+    try:
+        children = list(os.scandir(folder))
+    except OSError:
+        return
+    for child in children:
+        if child.name in marks:
+            continue
+        if child.is_dir(follow_symlinks=False):
+            shutil.rmtree(child.path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                os.unlink(child.path)
+    for name in marks:
+        with contextlib.suppress(OSError):
+            os.unlink(folder / name)
+    with contextlib.suppress(OSError):
+        folder.rmdir()
 
 
 def _fsync_path(path: Path, directory: bool = False) -> None:
@@ -319,7 +462,10 @@ def _chunks_intact(level_dir: Path, shape, chunks, itemsize: int) -> bool:
 
 
 def list_location(location: Path | str) -> list[dict]:
-    """Describe every cache entry and temp folder in one location (what ``cache list`` shows)."""
+    """Describe every cache entry and temp folder of ctstack's in one location (``cache list``).
+
+    Folders named like them that lack ctstack's mark are not ours and are not listed.
+    """
     location = Path(location)
     out: list[dict] = []
     try:
@@ -327,7 +473,7 @@ def list_location(location: Path | str) -> list[dict]:
     except OSError:
         return out
     for child in children:
-        if not child.is_dir():
+        if not is_owned(child):
             continue
         if child.name.endswith(ENTRY_SUFFIX):
             m = _read_manifest(child) or {}
@@ -371,35 +517,49 @@ def list_location(location: Path | str) -> list[dict]:
 
 
 def sweep_stale(location: Path | str) -> int:
-    """Remove temp/trash folders left by dead writers (never a live one); returns bytes freed."""
+    """Remove marked temp/trash folders left by dead writers (never a live one); bytes freed."""
     freed = 0
+    if os.path.islink(location):
+        return 0  # never delete through a symlink
     try:
         children = list(Path(location).iterdir())
     except OSError:
         return 0
     for child in children:
-        if child.is_dir() and _is_stale(child):
+        if _is_stale(child):
             freed += _remove_tree(child)
     return freed
+
+
+def is_location_name(name: str) -> bool:
+    """Whether a folder name is one ctstack gives its locations (``.ctstack`` or a namespace)."""
+    return name == LOCAL_DIRNAME or NAMESPACE_RE.fullmatch(name) is not None
 
 
 def clean_location(location: Path | str, keep_roi: bool = True) -> int:
     """Remove all pyramid entries and stale temp folders of one location; returns bytes freed.
 
-    ``roi.json`` goes only with ``keep_roi=False``; other files are never touched. The location
-    folder itself is removed when nothing is left in it.
+    ``roi.json`` goes only with ``keep_roi=False``; other files are never touched, and nothing
+    is deleted through a location that is a symlink. The location folder itself is removed
+    when left empty, if it bears a location name and held something of ctstack's (or is
+    ``.ctstack``): an empty folder of someone else's is never removed.
     """
     location = Path(location)
+    if os.path.islink(location):
+        return 0
+    items = list_location(location)
+    roi = location / ROI_FILE
+    ours = bool(items) or location.name == LOCAL_DIRNAME or (not keep_roi and roi.is_file())
     freed = sweep_stale(location)
-    for item in list_location(location):
+    for item in items:
         if item["kind"] == "entry":
             freed += _remove_tree(item["path"])
-    roi = location / ROI_FILE
     if not keep_roi and roi.is_file():
         freed += roi.stat().st_size
         roi.unlink()
-    with contextlib.suppress(OSError):
-        location.rmdir()  # only succeeds when empty
+    if ours and is_location_name(location.name):
+        with contextlib.suppress(OSError):
+            location.rmdir()  # only succeeds when empty
     return freed
 
 
@@ -413,12 +573,13 @@ class PyramidCache:
         self.root = _stack_folder(root)
         self.name = name
         self.location = resolve_location(self.root, cache_dir)
-        # A cache built beside a stack that is now read-only is still worth reading.
-        local = self.root / LOCAL_DIRNAME
-        explicit = cache_dir is not None or bool(os.environ.get(ENV_VAR))
-        self._read_locations = [self.location]
-        if not explicit and local != self.location and local.is_dir():
-            self._read_locations.append(local)
+        self._read_locations = [self.location, *self._also_read(cache_dir)]
+
+    def _also_read(self, cache_dir: Path | str | None) -> list[Path]:
+        """Folders read but not written: a read-only stack's or a symlinked cache location."""
+        preferred = _preferred_location(self.root, cache_dir)
+        candidate = preferred if preferred is not None else self.root / LOCAL_DIRNAME
+        return [candidate] if candidate != self.location and candidate.is_dir() else []
 
     def __repr__(self) -> str:
         return f"PyramidCache({str(self.root)!r}, {self.name!r}, location={str(self.location)!r})"
@@ -438,7 +599,7 @@ class PyramidCache:
                 return levels
             if location == self.location:
                 with contextlib.suppress(OSError):
-                    _remove_tree(entry)  # corrupt: make room for a rebuild
+                    _remove_tree(entry)  # corrupt and ours: make room for a rebuild
         return None
 
     def _open_entry(self, entry: Path, key: str) -> list | None:
@@ -531,10 +692,13 @@ class CacheWriter:
         self._state = "open"
         location = cache.location
         self.tmp = location / _private_name(TMP_PREFIX)
+        if os.path.islink(location):
+            raise CacheError(f"{location} is a symbolic link; ctstack does not write through it")
         try:
             location.mkdir(parents=True, exist_ok=True)
             sweep_stale(location)
             self.tmp.mkdir()
+            _write_temp_marker(self.tmp)
         except OSError as exc:
             raise CacheError(f"{location}: cannot create the pyramid cache ({exc})") from exc
         self._arrays = []
@@ -561,6 +725,7 @@ class CacheWriter:
                     filters=None,
                     zarr_format=ZARR_FORMAT,
                     config={"write_empty_chunks": True},
+                    attributes={LEVEL_TAG: {"key": key, "level": i}},
                 )
                 self._arrays.append(arr)
                 self._direct.append(_plain_layout(arr, chunks))
@@ -753,6 +918,7 @@ class CacheWriter:
             if FSYNC:
                 os.fsync(f.fileno())
         os.replace(part, self.tmp / MANIFEST)
+        os.unlink(self.tmp / TEMP_MARKER)  # the manifest marks it now; entries hold no marker
         if FSYNC:
             _fsync_path(self.tmp, directory=True)
 
@@ -804,4 +970,4 @@ class CacheWriter:
             self._state = "aborted"
         self._stop_thread(discard=True)  # before the removal: it must not recreate folders
         self._buffers, self._free = [], []
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        _remove_marked_last(self.tmp)  # a kill midway leaves a folder still marked as ours

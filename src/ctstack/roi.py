@@ -2,7 +2,8 @@
 
 The ROI file is ``<stack.root>/.ctstack/roi.json`` (not cache: rebuilds and ``cache clean``
 keep it), keyed by series so several series in one folder keep their own. When the stack
-folder cannot be written, the file lives in the per-stack folder of the user cache dir.
+folder cannot be written, or ``.ctstack`` is a symbolic link (read, never written through),
+the file lives in the per-stack folder of the user cache dir.
 """
 
 from __future__ import annotations
@@ -185,7 +186,8 @@ def series_key(stack: Stack) -> str:
     return stack.pattern or Path(stack.path).name
 
 
-def _locations(stack: Stack) -> tuple[Path, Path]:
+def _paths(stack: Stack) -> tuple[Path, Path]:
+    """(beside the stack, in the shared cache dir): the two places a ROI file may be."""
     from . import cache
 
     root = Path(stack.root)
@@ -194,14 +196,38 @@ def _locations(stack: Stack) -> tuple[Path, Path]:
     return local, fallback
 
 
-def roi_path(stack: Stack, for_writing: bool = False) -> Path:
-    """Where this stack's ROI file is (or would be written): beside the stack when writable."""
-    from .cache import is_writable
+def _locations(stack: Stack) -> tuple[Path, Path]:
+    """Both ROI files, the one saves go to first: a new save must win over an older file."""
+    from . import cache
 
-    local, fallback = _locations(stack)
+    local, fallback = _paths(stack)
+    if os.path.islink(local.parent):  # never written through: saves are in the fallback
+        return fallback, local
+    if local.is_file() and fallback.is_file() and not cache.is_writable(local.parent):
+        return fallback, local  # a now read-only stack: saves went to the fallback
+    return local, fallback
+
+
+def roi_path(stack: Stack, for_writing: bool = False) -> Path:
+    """Where this stack's ROI file is (or would be written): beside the stack when writable.
+
+    A ``.ctstack`` that is a symbolic link is read but never written through.
+    """
+    from . import cache
+
     if not for_writing:
-        return local if local.is_file() or not fallback.is_file() else fallback
-    return local if is_writable(local.parent) else fallback
+        first, second = _locations(stack)
+        return first if first.is_file() or not second.is_file() else second
+    local, fallback = _paths(stack)
+    if os.path.islink(local.parent):
+        cache.warn_link(local.parent, fallback.parent)
+    elif cache.is_writable(local.parent):
+        return local
+    if os.path.islink(fallback.parent):
+        raise CTStackError(
+            f"{fallback.parent} is a symbolic link; ctstack does not write through it"
+        )
+    return fallback
 
 
 def _read(path: Path) -> dict:

@@ -3,13 +3,15 @@
 PATH is a stack folder or one of its files; its caches are looked for beside it (``.ctstack/``)
 and in the shared cache dirs. Without PATH, every stack cached in the shared dir is covered.
 Only headers are read (to find the stack's folder), and a stack that no longer opens can still
-have its cache cleaned.
+have its cache cleaned. Only folders ctstack made are removed: a location that is a symbolic
+link is left alone (with a note), and in the shared dir only namespace-named folders are looked at.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 from pathlib import Path
 
 from .. import cache as _cache
@@ -17,19 +19,23 @@ from ..errors import CTStackError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``cache list|clean``; each action is its own parser so options may precede PATH."""
     parser = subparsers.add_parser(
         "cache",
         help="list or clean pyramid caches",
         description=__doc__.splitlines()[0],
     )
-    parser.add_argument("action", choices=("list", "clean"))
-    parser.add_argument("path", nargs="?", type=Path, help="stack folder or file (default: all)")
-    parser.add_argument(
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("path", nargs="?", type=Path, help="stack folder or file (default: all)")
+    common.add_argument(
         "--all", action="store_true", help="clean: also remove the ROI file (roi.json)"
     )
-    parser.add_argument(
+    common.add_argument(
         "--cache-dir", type=Path, default=None, help="shared cache dir (default: user cache)"
     )
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    actions.add_parser("list", parents=[common], help="show pyramid caches")
+    actions.add_parser("clean", parents=[common], help="remove pyramid caches (ROIs stay)")
     parser.set_defaults(func=run)
 
 
@@ -37,17 +43,17 @@ def locations(path: Path | None, cache_dir: Path | None = None) -> list[Path]:
     """Existing cache locations for one stack folder, or every one in the shared dir."""
     shared = cache_dir if cache_dir is not None else _cache.global_cache_dir()
     if path is None:
-        try:
-            return sorted(p for p in shared.iterdir() if p.is_dir())
+        try:  # only folders named as ctstack names them: the shared dir may hold anything
+            return sorted(
+                p for p in shared.iterdir() if _cache.NAMESPACE_RE.fullmatch(p.name) and p.is_dir()
+            )
         except OSError:
             return []
     folder = stack_root(path)
     candidates = [folder / _cache.LOCAL_DIRNAME, shared / _cache._namespace(folder)]
     if cache_dir is None:
-        # read-only stacks fall back to the user cache dir, even when the env var is set
-        import platformdirs
-
-        candidates.append(Path(platformdirs.user_cache_dir("ctstack")) / _cache._namespace(folder))
+        # read-only stacks and symlinked locations fall back to the user cache dir
+        candidates.append(_cache.user_cache_dir() / _cache._namespace(folder))
     out: list[Path] = []
     for c in candidates:
         if c.is_dir() and c not in out:
@@ -98,23 +104,35 @@ def run(args: argparse.Namespace) -> int:
         raise CTStackError(f"{path}: no such file or folder")
     locs = locations(path, args.cache_dir)
     if args.action == "list":
-        total = 0
-        for loc in locs:
-            items = _cache.list_location(loc)
-            roi = (loc / _cache.ROI_FILE).is_file()
-            if not items and not roi:
-                continue
-            print(f"{loc}")
-            for item in items:
-                print(describe(item))
-                total += item["bytes"]
-            if roi:
-                print(f"  {_cache.ROI_FILE}  (user ROIs; kept by clean)")
-        if not total:
-            print("no pyramid cache found")
-        else:
-            print(f"total {_mb(total)}")
-        return 0
-    freed = sum(_cache.clean_location(loc, keep_roi=not args.all) for loc in locs)
-    print(f"freed {_mb(freed)} in {len(locs)} cache location(s)")
+        return list_caches(locs)
+    freed, cleaned = 0, 0
+    for loc in locs:
+        if os.path.islink(loc):
+            print(f"left alone: {loc} is a symbolic link (ctstack never deletes through one)")
+            continue
+        freed += _cache.clean_location(loc, keep_roi=not args.all)
+        cleaned += 1
+    print(f"freed {_mb(freed)} in {cleaned} cache location(s)")
+    return 0
+
+
+def list_caches(locs: list[Path]) -> int:
+    """Print what ``cache list`` shows for these locations; a symlinked one is marked as such."""
+    total = 0
+    for loc in locs:
+        items = _cache.list_location(loc)
+        roi = (loc / _cache.ROI_FILE).is_file()
+        if not items and not roi:
+            continue
+        link = "  (symbolic link: read, never cleaned)" if os.path.islink(loc) else ""
+        print(f"{loc}{link}")
+        for item in items:
+            print(describe(item))
+            total += item["bytes"]
+        if roi:
+            print(f"  {_cache.ROI_FILE}  (user ROIs; kept by clean)")
+    if not total:
+        print("no pyramid cache found")
+    else:
+        print(f"total {_mb(total)}")
     return 0
