@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import warnings
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,25 @@ class BadSlice:
     reason: str
 
 
+Reporter = Callable[[str], Any]
+SUMMARY_LINES = 10  # notes shown in one summary; the rest are counted (all stay in .warnings)
+
+
+def warn_reporter(message: str) -> None:
+    """The default reporter: one ``UserWarning`` (what notebook users and scripts see)."""
+    warnings.warn(message, UserWarning, stacklevel=4)
+
+
+def summarize(notes: list[str]) -> str:
+    """One message for the notes of an open: each note on its line, at most SUMMARY_LINES."""
+    if len(notes) == 1:
+        return notes[0]
+    shown = notes[:SUMMARY_LINES]
+    more = len(notes) - len(shown)
+    tail = [f"... and {more} more (see stack.warnings)"] if more else []
+    return "\n".join([f"{len(notes)} notes on opening this stack:", *shown, *tail])
+
+
 class Stack:
     """A CT volume opened lazily: shape, dtype, voxel size and a dask view of its slices."""
 
@@ -60,6 +80,7 @@ class Stack:
         other_series: list[discovery.SeriesInfo] | None = None,
         metadata: dict | None = None,
         notes: list[str] | None = None,
+        report: Reporter | None = None,
     ) -> None:
         self.path = path
         self.root = root
@@ -77,14 +98,16 @@ class Stack:
         self.other_series = list(other_series or [])
         self.metadata = dict(metadata or {})
         self.warnings: list[str] = []
+        self._report: Reporter = report or warn_reporter
         self._lock = threading.Lock()
         self._bad_z = {b.z for b in self.bad_slices}
         self.data = self._make_dask()
         self.stored_levels: list = list(reader.extra_levels())  # OME-Zarr: its own pyramid
         self.levels: list = [self.data, *self.stored_levels]
         self.cache_location: Path | None = None  # set by ctstack.pyramid once levels are cached
-        for note in notes or []:
-            self._warn(note)
+        self.warnings.extend(notes or [])
+        if notes:
+            self._report(summarize(notes))
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -118,7 +141,7 @@ class Stack:
 
     def _warn(self, message: str) -> None:
         self.warnings.append(message)
-        warnings.warn(message, UserWarning, stacklevel=3)
+        self._report(message)
 
     def _make_dask(self):
         import dask.array as da
@@ -162,6 +185,7 @@ class Stack:
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state.pop("_lock", None)
+        state["_report"] = warn_reporter  # a face's reporter stays with the face
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -219,12 +243,15 @@ def open_stack(
     unit: str | None = None,
     channel: int = 0,
     time: int = 0,
+    report: Reporter | None = None,
 ) -> Stack:
     """Open a slice folder, one slice, a multi-page TIFF, a DICOM folder or an OME-Zarr image.
 
     Only headers are read. `pattern` (a glob, or a DICOM SeriesInstanceUID) picks one series
     in a folder that holds several; `voxel_size` (scalar or (z, y, x)) and `unit` override
-    what the metadata says; `channel`/`time` pick a plane of a hyperstack.
+    what the metadata says; `channel`/`time` pick a plane of a hyperstack. `report(message)`
+    receives what the user should hear (notes at open as one summary, then each bad slice
+    found while reading); by default it is a ``UserWarning``.
     """
     path = Path(path).expanduser()
     override = metadata.user_voxel_size(voxel_size) if voxel_size is not None else None
@@ -239,7 +266,7 @@ def open_stack(
             plan = _plan_folder(path, pattern, select=None, channel=channel, time=time)
     else:
         plan = _plan_file(path, pattern, channel, time)
-    return plan.build(override, override_unit)
+    return plan.build(override, override_unit, report)
 
 
 @dataclass
@@ -288,7 +315,7 @@ class _Plan:
             origin=origin,
         )
 
-    def build(self, override, override_unit) -> Stack:
+    def build(self, override, override_unit, report: Reporter | None = None) -> Stack:
         found = self.voxel or metadata.VoxelInfo((1.0, 1.0, 1.0), metadata.PIXEL, "default")
         voxel, unit, source = found.voxel_size, found.unit, found.source
         if override is not None:
@@ -311,6 +338,7 @@ class _Plan:
             other_series=self.other,
             metadata=meta,
             notes=self.notes,
+            report=report,
         )
 
 
