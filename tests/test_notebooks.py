@@ -20,6 +20,16 @@ def test_notebook_runs(path, tmp_path, monkeypatch):
     if not os.environ.get("DISPLAY"):
         pytest.skip("needs a display (pytest-xvfb provides one)")
     monkeypatch.delenv("QT_QPA_PLATFORM", raising=False)
+    # The kernel inherits this: napari then leaves IPython's Qt event-loop integration off
+    # (`napari.Viewer()` otherwise calls `enable_gui("qt")` inside its cell). ipykernel >= 7.1
+    # has a race there (PR #1458 dropped 6.x's "delay the GUI loop while messages wait" guard):
+    # when the next execute_request arrives within about a millisecond of a cell's end,
+    # ipykernel queues it on asyncio and then blocks in QEventLoop.exec(), which only a *new*
+    # shell message wakes. nbclient sends nothing until it gets the reply, so the cell hangs
+    # until the timeout; the "Socket operation on non-socket" in the log comes after, from the
+    # reply of the stalled cell hitting the sockets that the kernel shutdown closed. Screenshots
+    # do not need the loop: nbscreenshot processes Qt events itself.
+    monkeypatch.setenv("NAPARI_APPLICATION_IPY_INTERACTIVE", "false")
     nb = nbformat.read(path, as_version=4)
     client = nbclient.NotebookClient(
         nb, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
