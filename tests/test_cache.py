@@ -15,7 +15,10 @@ import numpy as np
 import pytest
 
 from ctstack import cache as C
+from ctstack import locations as L
 from ctstack.cache import CacheError, PyramidCache, SourceMissing, chunk_shape, fingerprint
+from ctstack.cache import keys as K
+from ctstack.cache import writer as W
 from ctstack.errors import CTStackError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -92,7 +95,7 @@ def test_fingerprint_changes_with_every_input(tmp_path, monkeypatch):
     assert key_of(files, shape=(20, 32, 37)) != base
     assert key_of(files, dtype="int16") != base
     assert key_of(files, levels=[(10, 16, 18)]) != base
-    monkeypatch.setattr(C, "PYRAMID_VERSION", C.PYRAMID_VERSION + 1)
+    monkeypatch.setattr(K, "PYRAMID_VERSION", C.PYRAMID_VERSION + 1)
     assert key_of(files) != base
 
 
@@ -317,7 +320,7 @@ def test_corrupt_entry_is_not_loaded_and_is_removed(tmp_path, damage):
 def test_read_only_stack_folder_falls_back_to_user_cache(tmp_path, monkeypatch, private_user_cache):
     root, files = make_stack(tmp_path)
     before = sorted(root.iterdir())
-    real_probe = C._probe_write
+    real_probe = L._probe_write
     probed = []
 
     def refuse_under_root(folder):
@@ -326,7 +329,7 @@ def test_read_only_stack_folder_falls_back_to_user_cache(tmp_path, monkeypatch, 
             raise PermissionError(13, "Read-only file system", str(folder))
         real_probe(folder)
 
-    monkeypatch.setattr(C, "_probe_write", refuse_under_root)
+    monkeypatch.setattr(L, "_probe_write", refuse_under_root)
     cache = PyramidCache(root, "slice")
     # the decision came from a real write attempt, in the stack folder itself: `.ctstack` does
     # not exist yet and is not made just to probe (two processes could remove it under each other)
@@ -368,7 +371,7 @@ def test_cache_built_beside_a_now_read_only_stack_is_still_used(tmp_path, monkey
     root, files = make_stack(tmp_path)
     key = key_of(files)
     build(PyramidCache(root, "slice"), key, reference())
-    monkeypatch.setattr(C, "is_writable", lambda folder: False)
+    monkeypatch.setattr(L, "is_writable", lambda folder: False)
     cache = PyramidCache(root, "slice")
     assert cache.location != root / ".ctstack"
     levels = cache.load(key)
@@ -663,7 +666,7 @@ def test_writer_thread_error_is_raised_naming_the_entry(tmp_path, monkeypatch):
     def full(path, blocks):
         raise OSError(errno.ENOSPC, "No space left on device", path)
 
-    monkeypatch.setattr(C, "_write_file", full)
+    monkeypatch.setattr(W, "_write_file", full)
     root, files = make_stack(tmp_path)
     cache = PyramidCache(root, "slice")
     key = key_of(files)
@@ -682,13 +685,13 @@ def test_abort_with_slabs_queued_stops_the_thread_and_removes_the_folder(tmp_pat
     import threading
 
     gate = threading.Event()
-    real = C._write_file
+    real = W._write_file
 
     def slow(path, blocks):
         gate.wait(5)
         real(path, blocks)
 
-    monkeypatch.setattr(C, "_write_file", slow)
+    monkeypatch.setattr(W, "_write_file", slow)
     root, files = make_stack(tmp_path)
     cache = PyramidCache(root, "slice")
     w = cache.writer(key_of(files), LEVELS, "uint16")

@@ -185,3 +185,19 @@ def test_symlinked_slices_are_followed(tmp_path):
     stack = opened(linked)
     assert stack.shape == (2, 6, 5)
     np.testing.assert_array_equal(stack.read_slice(1), pixels["a_1.tif"])
+
+
+def test_choose_series_takes_the_pick_else_the_largest_else_the_tie_rules(tmp_path):
+    from ctstack.discovery import PickDicom, PickRaster, SeriesInfo, choose_series, group_raster
+
+    write_tifs(tmp_path, ["a_0.tif", "a_1.tif", "b_0.tif", "b_1.tif", "c_0.tif"])
+    series = group_raster(sorted(tmp_path.glob("*.tif")))
+    by_prefix = {s.prefix: s for s in series}
+    assert choose_series(series).prefix == "a_"  # a_ and b_ hold two files: prefix A-Z
+    picked = choose_series(series, PickRaster(("c_", "", ".tif"), tmp_path / "c_0.tif"))
+    assert picked is by_prefix["c_"]
+    assert choose_series(series, PickDicom("1.2.3")).prefix == "a_"  # no such series: rules
+    dicom = SeriesInfo(
+        "x", "", "", "1.2.3", [tmp_path / "a_0.tif"], [None], kind="dicom", series_uid="1.2.3"
+    )
+    assert choose_series([*series, dicom], PickDicom("1.2.3")) is dicom

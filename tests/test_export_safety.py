@@ -114,7 +114,7 @@ def test_export_from_one_slice_file_to_a_sibling_slice_is_refused(tmp_path):
     folder = tmp_path / "single"
     vol = make_volume((3, 8, 8), "uint16", 5)
     folder.mkdir()
-    tifffile.imwrite(folder / "volume.tif", vol)  # one multi-page file
+    tifffile.imwrite(folder / "volume.tif", vol, photometric="minisblack")  # multi-page
     tifffile.imwrite(folder / "other.tif", vol[0])
     before = (folder / "volume.tif").read_bytes()
     with pytest.raises(ExportError, match="refusing"):

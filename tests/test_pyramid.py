@@ -329,20 +329,20 @@ def test_two_processes_building_at_once_both_end_with_a_correct_cache(tmp_path):
 
 
 def test_read_only_stack_folder_puts_the_cache_in_the_user_cache_dir(tmp_path, monkeypatch):
-    from ctstack import cache
+    from ctstack import locations
 
     folder, volume = make_stack_folder(tmp_path)
     user_cache = tmp_path / "user-cache"
     monkeypatch.delenv("CTSTACK_CACHE_DIR", raising=False)
-    monkeypatch.setattr(cache, "global_cache_dir", lambda: user_cache)
-    real_probe = cache._probe_write
+    monkeypatch.setattr(locations, "global_cache_dir", lambda: user_cache)
+    real_probe = locations._probe_write
 
     def refuse(path):
         if Path(path).resolve().is_relative_to(folder.resolve()):
             raise PermissionError(13, "Read-only file system", str(path))
         return real_probe(path)
 
-    monkeypatch.setattr(cache, "_probe_write", refuse)
+    monkeypatch.setattr(locations, "_probe_write", refuse)
     before = sorted(p.name for p in folder.iterdir())
     levels = ctstack.open_stack(folder).build_pyramid(max_size=10)
     assert_levels_equal(levels, reference_pyramid(volume, 10))

@@ -13,11 +13,40 @@ use numpy::{
 };
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::types::PyTuple;
 
 use kernel::{half, Voxel};
 use volume::Cascade;
 
-const ACCEPTED: &str = "uint8, uint16, int16, uint32, int32, float32 or float64";
+/// The one list of voxel types on the Rust side, as `(numpy name, Rust type)`: every place that
+/// dispatches on the dtype expands it through `$callback`, so none can miss a type.
+/// (`tests/test_dtypes.py` checks it against the Python list and the `.pyi` stub.)
+macro_rules! for_each_dtype {
+    ($callback:ident) => {
+        $callback! {
+            ("uint8", u8),
+            ("uint16", u16),
+            ("int16", i16),
+            ("uint32", u32),
+            ("int32", i32),
+            ("float32", f32),
+            ("float64", f64)
+        }
+    };
+}
+
+macro_rules! dtype_names {
+    ($(($name:literal, $t:ty)),*) => {
+        &[$($name),*]
+    };
+}
+
+/// The dtypes the kernels take, by numpy name (exposed to Python as `_core.DTYPES`).
+pub const DTYPES: &[&str] = for_each_dtype!(dtype_names);
+
+fn accepted() -> String {
+    DTYPES.join(", ")
+}
 
 fn downsample_typed<'py, T: Voxel + Element>(
     py: Python<'py>,
@@ -41,41 +70,62 @@ fn downsample_typed<'py, T: Voxel + Element>(
 /// One pyramid level of a 3D `(z, y, x)` numpy array: the exact 2x2x2 block mean.
 #[pyfunction]
 fn downsample<'py>(py: Python<'py>, volume: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-    macro_rules! try_type {
-        ($($t:ty),*) => {$(
+    macro_rules! try_each {
+        ($(($name:literal, $t:ty)),*) => {$(
             if let Ok(a) = volume.cast::<PyArray3<$t>>() {
                 return downsample_typed::<$t>(py, a);
             }
         )*};
     }
-    try_type!(u8, u16, i16, u32, i32, f32, f64);
+    for_each_dtype!(try_each);
     Err(PyTypeError::new_err(format!(
-        "downsample takes a 3D numpy array of {ACCEPTED} in native byte order"
+        "downsample takes a 3D numpy array of {} in native byte order",
+        accepted()
     )))
 }
 
-enum AnyCascade {
-    U8(Cascade<u8>),
-    U16(Cascade<u16>),
-    I16(Cascade<i16>),
-    U32(Cascade<u32>),
-    I32(Cascade<i32>),
-    F32(Cascade<f32>),
-    F64(Cascade<f64>),
+/// A cascade of any voxel type, behind one interface for the Python class.
+trait AnyCascade: Send + Sync {
+    fn push<'py>(
+        &mut self,
+        py: Python<'py>,
+        plane: Option<&Bound<'py, PyAny>>,
+        outs: &[Bound<'py, PyAny>],
+    ) -> PyResult<Vec<(usize, usize)>>;
+    fn level_shapes(&self) -> Vec<(usize, usize)>;
+    fn produced(&self) -> Vec<usize>;
 }
 
-macro_rules! dispatch {
-    ($inner:expr, $c:ident => $body:expr) => {
-        match $inner {
-            AnyCascade::U8($c) => $body,
-            AnyCascade::U16($c) => $body,
-            AnyCascade::I16($c) => $body,
-            AnyCascade::U32($c) => $body,
-            AnyCascade::I32($c) => $body,
-            AnyCascade::F32($c) => $body,
-            AnyCascade::F64($c) => $body,
-        }
-    };
+impl<T: Voxel + Element> AnyCascade for Cascade<T> {
+    fn push<'py>(
+        &mut self,
+        py: Python<'py>,
+        plane: Option<&Bound<'py, PyAny>>,
+        outs: &[Bound<'py, PyAny>],
+    ) -> PyResult<Vec<(usize, usize)>> {
+        push_typed(py, self, plane, outs)
+    }
+
+    fn level_shapes(&self) -> Vec<(usize, usize)> {
+        Cascade::level_shapes(self)
+    }
+
+    fn produced(&self) -> Vec<usize> {
+        Cascade::produced(self)
+    }
+}
+
+/// A cascade for the dtype named `dtype`, or None when the kernels do not take it.
+fn new_cascade(dtype: &str, shape: (usize, usize), levels: usize) -> Option<Box<dyn AnyCascade>> {
+    macro_rules! by_name {
+        ($(($name:literal, $t:ty)),*) => {
+            match dtype {
+                $($name => Some(Box::new(Cascade::<$t>::new(shape, levels)) as Box<dyn AnyCascade>),)*
+                _ => None,
+            }
+        };
+    }
+    for_each_dtype!(by_name)
 }
 
 /// Borrows the caller's output planes mutably, checking dtype, shape and contiguity.
@@ -142,7 +192,7 @@ fn push_typed<'py, T: Voxel + Element>(
 /// Streaming pyramid builder: feed source planes in z order, get every level's planes.
 #[pyclass(module = "ctstack._core", name = "Cascade")]
 struct PyCascade {
-    inner: AnyCascade,
+    inner: Box<dyn AnyCascade>,
     dtype: String,
 }
 
@@ -155,21 +205,12 @@ impl PyCascade {
                 "a cascade needs planes of at least one pixel and at least one level",
             ));
         }
-        let shape = (height, width);
-        let inner = match dtype {
-            "uint8" => AnyCascade::U8(Cascade::new(shape, levels)),
-            "uint16" => AnyCascade::U16(Cascade::new(shape, levels)),
-            "int16" => AnyCascade::I16(Cascade::new(shape, levels)),
-            "uint32" => AnyCascade::U32(Cascade::new(shape, levels)),
-            "int32" => AnyCascade::I32(Cascade::new(shape, levels)),
-            "float32" => AnyCascade::F32(Cascade::new(shape, levels)),
-            "float64" => AnyCascade::F64(Cascade::new(shape, levels)),
-            other => {
-                return Err(PyTypeError::new_err(format!(
-                    "unsupported dtype {other:?}: the cascade takes {ACCEPTED}"
-                )))
-            }
-        };
+        let inner = new_cascade(dtype, (height, width), levels).ok_or_else(|| {
+            PyTypeError::new_err(format!(
+                "unsupported dtype {dtype:?}: the cascade takes {}",
+                accepted()
+            ))
+        })?;
         Ok(PyCascade {
             inner,
             dtype: dtype.to_owned(),
@@ -183,7 +224,7 @@ impl PyCascade {
         plane: &Bound<'py, PyAny>,
         outs: Vec<Bound<'py, PyAny>>,
     ) -> PyResult<Vec<(usize, usize)>> {
-        dispatch!(&mut self.inner, c => push_typed(py, c, Some(plane), &outs))
+        self.inner.push(py, Some(plane), &outs)
     }
 
     /// Flushes the partial blocks left at the end of the volume into `outs`.
@@ -192,19 +233,19 @@ impl PyCascade {
         py: Python<'py>,
         outs: Vec<Bound<'py, PyAny>>,
     ) -> PyResult<Vec<(usize, usize)>> {
-        dispatch!(&mut self.inner, c => push_typed(py, c, None, &outs))
+        self.inner.push(py, None, &outs)
     }
 
     /// (y, x) shape of each output level, level 1 first.
     #[getter]
     fn level_shapes(&self) -> Vec<(usize, usize)> {
-        dispatch!(&self.inner, c => c.level_shapes())
+        self.inner.level_shapes()
     }
 
     /// Output planes produced so far, per level.
     #[getter]
     fn produced(&self) -> Vec<usize> {
-        dispatch!(&self.inner, c => c.produced())
+        self.inner.produced()
     }
 
     #[getter]
@@ -218,5 +259,23 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(downsample, m)?)?;
     m.add_class::<PyCascade>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("DTYPES", PyTuple::new(m.py(), DTYPES)?)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_dtype_makes_a_cascade_and_nothing_else_does() {
+        assert_eq!(DTYPES.len(), 7);
+        for name in DTYPES {
+            let c = new_cascade(name, (5, 3), 2).expect("listed dtype");
+            assert_eq!(c.level_shapes(), vec![(3, 2), (2, 1)]);
+        }
+        for name in ["int8", "uint64", "float16", "bool", ""] {
+            assert!(new_cascade(name, (5, 3), 2).is_none(), "{name}");
+        }
+    }
 }

@@ -12,7 +12,8 @@ from types import ModuleType
 
 import numpy as np
 
-from ._numpy_kernel import KERNEL_DTYPES, downsample_numpy
+from ._dtypes import KERNEL_DTYPES, accepted
+from ._numpy_kernel import downsample_numpy
 
 
 def _load_core() -> ModuleType | None:
@@ -49,8 +50,7 @@ def check_volume(volume: object) -> np.ndarray:
     if not isinstance(volume, np.ndarray):
         raise TypeError(f"downsample takes a numpy array, not {type(volume).__name__}")
     if volume.dtype.kind == "O" or volume.dtype.newbyteorder("=") not in KERNEL_DTYPES:
-        names = ", ".join(d.name for d in KERNEL_DTYPES)
-        raise TypeError(f"downsample does not take dtype {volume.dtype}; accepted: {names}")
+        raise TypeError(f"downsample does not take dtype {volume.dtype}; accepted: {accepted()}")
     if volume.ndim != 3:
         raise ValueError(
             f"downsample takes a 3D (z, y, x) volume, got {volume.ndim}D shape {volume.shape}"

@@ -1,21 +1,28 @@
 """Type stubs of the Rust extension ``ctstack._core`` (rust/src/lib.rs)."""
 
+from typing import Literal, TypeAlias
+
 import numpy as np
 import numpy.typing as npt
 
 __version__: str
 
+DType: TypeAlias = Literal["uint8", "uint16", "int16", "uint32", "int32", "float32", "float64"]
+"""The dtypes the kernels take (``DTYPES``; the Python list is ``ctstack._dtypes.DTYPES``)."""
+
+DTYPES: tuple[DType, ...]
+"""The numpy names of the dtypes the kernels take, in the order of the Rust list."""
+
 def downsample(volume: npt.NDArray[np.generic]) -> npt.NDArray[np.generic]:
     """One pyramid level of a 3D (z, y, x) array: the exact 2x2x2 block mean.
 
-    Accepts uint8, uint16, int16, uint32, int32, float32 and float64 in native byte order;
-    the GIL is released while it runs.
+    Accepts the ``DTYPES`` in native byte order; the GIL is released while it runs.
     """
 
 class Cascade:
     """Streaming pyramid builder: feed source planes in z order, get every level's planes."""
 
-    def __init__(self, height: int, width: int, levels: int, dtype: str) -> None: ...
+    def __init__(self, height: int, width: int, levels: int, dtype: DType) -> None: ...
     def push(
         self, plane: npt.NDArray[np.generic], outs: list[npt.NDArray[np.generic]]
     ) -> list[tuple[int, int]]:

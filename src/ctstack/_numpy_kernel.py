@@ -12,18 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
-KERNEL_DTYPES = tuple(
-    np.dtype(t) for t in ("uint8", "uint16", "int16", "uint32", "int32", "float32", "float64")
-)
+from ._dtypes import KERNEL_DTYPES, accumulator
 
-# accumulator of each integer type: wide enough for the sum of eight voxels
-_ACC = {
-    np.dtype("uint8"): np.dtype("uint32"),
-    np.dtype("uint16"): np.dtype("uint32"),
-    np.dtype("int16"): np.dtype("int32"),
-    np.dtype("uint32"): np.dtype("uint64"),
-    np.dtype("int32"): np.dtype("int64"),
-}
+__all__ = ["KERNEL_DTYPES", "NumpyCascade", "PlaneAccumulator", "downsample_numpy"]
 
 # the (dy, dx) offsets within a plane, in the fixed summation order
 _YX = ((0, 0), (0, 1), (1, 0), (1, 1))
@@ -45,7 +36,7 @@ class PlaneAccumulator:
         self.shape_out = ((shape_yx[0] + 1) // 2, (shape_yx[1] + 1) // 2)
         self.dtype = np.dtype(dtype)
         self.is_float = self.dtype.kind == "f"
-        acc_dtype = np.dtype("float64") if self.is_float else _ACC[self.dtype]
+        acc_dtype = accumulator(self.dtype)
         self.acc = np.zeros(self.shape_out, dtype=acc_dtype)
         self.planes = 0
         self._rows: np.ndarray | None = None  # scratch for integer row sums, made on first use

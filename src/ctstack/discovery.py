@@ -2,6 +2,9 @@
 
 A series is the files sharing prefix, suffix and extension around the LAST run of digits in
 the name; the number orders them. DICOM files are grouped later by SeriesInstanceUID instead.
+Of several series, ``choose_series`` opens the one asked for (``PickRaster``, ``PickDicom``),
+else the one with the most files; ties go to the higher bit depth, then the larger slices,
+then DICOM over raster, then the prefix A-Z (``tie_key``).
 """
 
 from __future__ import annotations
@@ -16,11 +19,17 @@ from dataclasses import dataclass, field
 from functools import reduce
 from pathlib import Path
 
-from .errors import AccessDenied, DuplicateSliceNumber, NoSliceSeries, PathNotFound
+from .errors import (
+    AccessDenied,
+    CTStackError,
+    DuplicateSliceNumber,
+    NoSliceSeries,
+    PathNotFound,
+)
+from .locations import LOCAL_DIRNAME
 
 RASTER_EXTENSIONS = frozenset({".tif", ".tiff", ".png", ".bmp", ".jpg", ".jpeg"})
 DICOM_EXTENSIONS = frozenset({".dcm", ".dicom", ".ima"})
-CACHE_DIR_NAME = ".ctstack"
 # scanner previews and thumbnails that sit beside the slices (SkyScan writes *_spr.bmp)
 _PREVIEW = re.compile(r"(_spr|_prv|_preview|_thumb|_thumbnail)$", re.IGNORECASE)
 _LAST_DIGITS = re.compile(r"(\d+)(\D*)$")
@@ -78,6 +87,11 @@ class SeriesInfo:
     @property
     def count(self) -> int:
         return len(self.files)
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """(prefix, suffix, extension): what ``PickRaster`` matches."""
+        return (self.prefix, self.suffix, self.extension)
 
     def summary(self) -> dict:
         """JSON-friendly description (for warnings, the CLI and stack.other_series)."""
@@ -143,7 +157,7 @@ def list_candidates(folder: Path) -> tuple[list[Path], list[Path]]:
     dicom: list[Path] = []
     for entry in entries:
         name = entry.name
-        if name.startswith(".") or name == CACHE_DIR_NAME:
+        if name.startswith(".") or name == LOCAL_DIRNAME:
             continue
         try:
             if not entry.is_file():  # follows symlinks; broken links and loops are not files
@@ -224,3 +238,58 @@ def no_series_error(folder: Path, pattern: str | None) -> NoSliceSeries:
     return NoSliceSeries(
         f"{folder}: no image series found (looked for TIFF, PNG, BMP, JPEG and DICOM files)"
     )
+
+
+# --- which series to open ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PickRaster:
+    """Open the raster series of this (prefix, suffix, extension), the one ``path`` belongs to
+    (a file opened by name is opened even if it looks odd)."""
+
+    key: tuple[str, str, str]
+    path: Path
+
+
+@dataclass(frozen=True)
+class PickDicom:
+    """Open the DICOM series with this SeriesInstanceUID."""
+
+    series_uid: str
+
+
+Pick = PickRaster | PickDicom
+
+
+def choose_series(series: list[SeriesInfo], pick: Pick | None = None) -> SeriesInfo:
+    """The series to open: the one picked, else the largest; ties by ``tie_key``."""
+    for s in series if pick is not None else ():
+        if isinstance(pick, PickDicom) and s.kind == "dicom" and s.series_uid == pick.series_uid:
+            return s
+        if isinstance(pick, PickRaster) and s.kind == "raster" and s.key == pick.key:
+            return s
+    top = max(s.count for s in series)
+    tied = [s for s in series if s.count == top]
+    if len(tied) == 1:
+        return tied[0]
+    return min(tied, key=tie_key)
+
+
+def tie_key(series: SeriesInfo) -> tuple:
+    """Higher bit depth, then larger slices, then DICOM over raster, then prefix A-Z."""
+    from .io import read_header
+
+    bits = pixels = 0
+    if series.kind == "dicom":
+        h = series.extra["headers"][0]
+        bits, pixels = h.stored_dtype.itemsize * 8, h.shape[0] * h.shape[1]
+    else:
+        for f in series.files[:3]:
+            try:
+                header = read_header(f)
+            except CTStackError:
+                continue
+            bits, pixels = header.bits, header.shape[0] * header.shape[1]
+            break
+    return (-bits, -pixels, 0 if series.kind == "dicom" else 1, series.prefix, series.pattern)

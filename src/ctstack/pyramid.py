@@ -4,14 +4,18 @@ Slices are decoded in order by a small thread pool into reused buffers and fed t
 (Rust ``ctstack._core.Cascade``, or its numpy twin), which emits every level's planes as soon
 as they are complete while holding one accumulator plane per level. The planes go straight to
 a private cache entry that is committed atomically (``ctstack.cache``).
+
+The result is a :class:`Pyramid`: levels, where they are cached, whether this call built them,
+and the settings they were made with. A Stack adopts it in one place (``stack.pyramid``,
+``stack.levels``, ``stack.cache_location``); nothing here sets attributes on a Stack.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +23,7 @@ import numpy as np
 
 from ._backend import core
 from ._numpy_kernel import NumpyCascade
+from ._readahead import ReadAhead
 from .errors import Cancelled
 
 if TYPE_CHECKING:
@@ -28,6 +33,7 @@ Progress = Callable[[int, int], Any]
 PlaneSink = Callable[[int, int, np.ndarray], None]
 
 DEFAULT_MAX_SIZE = 512
+"""The default largest axis of the last level: it fits a 3D GPU texture on any machine."""
 READ_THREADS = 2  # decoding is I/O and memcpy bound: two readers keep one cascade busy
 READ_AHEAD = 4  # slices in flight; each needs one reused buffer
 
@@ -78,90 +84,123 @@ def stream_levels(
     total = stop - start
     buffers = deque(np.empty((ny, nx), dtype=dtype) for _ in range(READ_AHEAD))
 
+    def jobs() -> Iterator[tuple[int, np.ndarray]]:
+        for z in range(start, stop):  # taken only when a slot, and so a buffer, is free
+            yield z, buffers.popleft()
+
+    def read(job: tuple[int, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        z, buf = job
+        return read_slice(z, buf), buf
+
+    def check(done: int) -> None:
+        if cancel is not None and cancel.is_set():
+            raise Cancelled(f"pyramid build cancelled after {done} of {total}")
+
     def emit(done: list[tuple[int, int]]) -> None:
         for level, z in done:
             sink(level, offsets[level - 1] + z, outs[level - 1])
 
-    with ThreadPoolExecutor(READ_THREADS, thread_name_prefix="ctstack-read") as pool:
-        pending: deque[tuple[Future, np.ndarray]] = deque()
-        next_z = start
-        try:
-            for done_count in range(1, total + 1):
-                while next_z < stop and buffers:
-                    buf = buffers.popleft()
-                    pending.append((pool.submit(read_slice, next_z, buf), buf))
-                    next_z += 1
-                future, buf = pending.popleft()
-                plane = future.result()
-                if cancel is not None and cancel.is_set():
-                    raise Cancelled(f"pyramid build cancelled after {done_count - 1} of {total}")
-                emit(cascade.push(plane, outs))
-                buffers.append(buf)
-                if progress is not None:
-                    progress(done_count, total)
-            emit(cascade.finish(outs))
-        finally:
-            for future, _buf in pending:
-                future.cancel()
+    with ReadAhead(read, threads=READ_THREADS, ahead=READ_AHEAD, name="ctstack-read") as pool:
+        for done_count, (plane, buf) in enumerate(pool.map(jobs()), start=1):
+            check(done_count - 1)
+            emit(cascade.push(plane, outs))
+            buffers.append(buf)
+            if progress is not None:
+                progress(done_count, total)
+        emit(cascade.finish(outs))
 
 
-def cached_levels(
-    stack: Stack, max_size: int = DEFAULT_MAX_SIZE, cache_dir: str | Path | None = None
-) -> list | None:
-    """Levels 0..n when no build is needed (valid cache, small stack, OME-Zarr), else None.
+@dataclass(frozen=True)
+class PyramidSettings:
+    """What a pyramid was asked for: the largest axis of its last level, and the cache dir."""
 
-    Reads no pixel; sets ``stack.levels`` when it returns levels. The napari reader uses it
-    to decide between showing the multiscale image at once and building in the background.
+    max_size: int = DEFAULT_MAX_SIZE
+    cache_dir: Path | None = None
+
+
+@dataclass(frozen=True)
+class Pyramid:
+    """The levels of one stack and how they came to be; ``Stack.pyramid`` holds the latest.
+
+    ``levels`` are dask arrays, level 0 (``stack.data``) first. ``built`` is True when this
+    call read the slices and wrote a cache entry, False when the levels were reused (a valid
+    cache entry, the source's own levels, or a stack that needs none). ``location`` is the
+    cache location holding levels 1..n (None when nothing is cached).
     """
-    import dask.array as da
 
-    from .cache import PyramidCache, fingerprint
+    levels: tuple[Any, ...]
+    settings: PyramidSettings
+    built: bool = False
+    location: Path | None = None
 
-    stored = getattr(stack, "stored_levels", None)
-    if stored:  # an OME-Zarr source carries its own levels
-        stack.levels = [stack.data, *stored]
-        return stack.levels
+    @property
+    def reused(self) -> bool:
+        return not self.built
+
+    @property
+    def shapes(self) -> tuple[tuple[int, int, int], ...]:
+        """The ``(z, y, x)`` shape of every level, level 0 first."""
+        return tuple(tuple(int(n) for n in a.shape) for a in self.levels)  # type: ignore[misc]
+
+
+def _settings(max_size: int, cache_dir: str | Path | None) -> PyramidSettings:
+    if max_size < 1:
+        raise ValueError(f"max_size must be at least 1, got {max_size}")
+    return PyramidSettings(int(max_size), None if cache_dir is None else Path(cache_dir))
+
+
+def load_pyramid(
+    stack: Stack, max_size: int = DEFAULT_MAX_SIZE, cache_dir: str | Path | None = None
+) -> Pyramid | None:
+    """The pyramid when no build is needed (valid cache, small stack, OME-Zarr), else None.
+
+    Reads no pixel and changes nothing (``stack.pyramid`` included): a face that wants the
+    result kept passes it on through ``cached_levels`` or ``stack.build_pyramid``.
+    """
+    settings = _settings(max_size, cache_dir)
+    if stack.stored_levels:  # an OME-Zarr source carries its own levels
+        return Pyramid((stack.data, *stack.stored_levels), settings)
     shapes = level_shapes(stack.shape, max_size)
     if not shapes:
-        stack.levels = [stack.data]
-        return stack.levels
+        return Pyramid((stack.data,), settings)
+    from .cache import PyramidCache, fingerprint
+
     cache = PyramidCache(stack.root, stack.name, cache_dir=cache_dir)
-    arrays = cache.load(fingerprint(stack.sources(), stack.shape, stack.dtype, shapes))
-    if arrays is None:
+    found = cache.load_entry(fingerprint(stack.sources(), stack.shape, stack.dtype, shapes))
+    if found is None:
         return None
-    stack.levels = [stack.data, *(da.from_zarr(a) for a in arrays)]
-    stack.cache_location = cache.location
-    return stack.levels
+    entry, arrays = found
+    return Pyramid(_levels(stack, arrays), settings, built=False, location=entry.parent)
 
 
-def build_pyramid(
+def make_pyramid(
     stack: Stack,
     progress: Progress | None = None,
     cancel: threading.Event | None = None,
     max_size: int = DEFAULT_MAX_SIZE,
     rebuild: bool = False,
     cache_dir: str | Path | None = None,
-) -> list:
-    """Levels 0..n of a stack as dask arrays: from a valid cache, else built in one pass.
+) -> Pyramid:
+    """The pyramid of a stack: from a valid cache, else built in one pass (``built=True``).
 
-    Sets ``stack.levels``. ``progress(done, total)`` counts source slices (once with
-    ``done == total`` on a cache hit); a set ``cancel`` event raises ``Cancelled`` within a
-    slice or two and leaves no cache entry behind.
+    Changes nothing on the stack. ``progress(done, total)`` counts source slices (once with
+    ``done == total`` when reused); a set ``cancel`` event raises ``Cancelled`` within a slice
+    or two and leaves no cache entry behind. ``rebuild`` ignores (and replaces) a valid entry.
     """
-    import dask.array as da
-
-    from .cache import PyramidCache, fingerprint
-
+    settings = _settings(max_size, cache_dir)
     total = stack.shape[0]
-    if not rebuild or not level_shapes(stack.shape, max_size):
-        levels = cached_levels(stack, max_size, cache_dir)
-        if levels is not None:
-            _report(progress, total)
-            return levels
     shapes = level_shapes(stack.shape, max_size)
+    if not rebuild or not shapes:
+        found = load_pyramid(stack, max_size, cache_dir)
+        if found is not None:
+            _report(progress, total)
+            return found
+    from .cache import PyramidCache, entry_key, source_fingerprint
+
     cache = PyramidCache(stack.root, stack.name, cache_dir=cache_dir)
-    key = fingerprint(stack.sources(), stack.shape, stack.dtype, shapes)
-    with cache.writer(key, shapes, stack.dtype) as writer:
+    source = source_fingerprint(stack.sources(), stack.shape, stack.dtype)
+    key = entry_key(source, shapes)
+    with cache.writer(key, shapes, stack.dtype, source=source) as writer:
 
         def read(z: int, buf: np.ndarray) -> np.ndarray:
             return stack.read_slice(z, out=buf)
@@ -176,9 +215,39 @@ def build_pyramid(
             cancel=cancel,
         )
         arrays = writer.commit(replace=rebuild)
-    stack.levels = [stack.data, *(da.from_zarr(a) for a in arrays)]
-    stack.cache_location = cache.location
-    return stack.levels
+    return Pyramid(_levels(stack, arrays), settings, built=True, location=cache.location)
+
+
+def cached_levels(
+    stack: Stack, max_size: int = DEFAULT_MAX_SIZE, cache_dir: str | Path | None = None
+) -> list | None:
+    """Levels 0..n when no build is needed (valid cache, small stack, OME-Zarr), else None.
+
+    Reads no pixel; when it returns levels, the stack has adopted them (``stack.pyramid``).
+    The napari reader uses it to decide between showing the multiscale image at once and
+    building in the background.
+    """
+    found = load_pyramid(stack, max_size, cache_dir)
+    return None if found is None else stack._adopt(found)
+
+
+def build_pyramid(
+    stack: Stack,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+    max_size: int = DEFAULT_MAX_SIZE,
+    rebuild: bool = False,
+    cache_dir: str | Path | None = None,
+) -> list:
+    """Levels 0..n of a stack as dask arrays (``make_pyramid``), adopted by the stack."""
+    made = make_pyramid(stack, progress, cancel, max_size, rebuild, cache_dir)
+    return stack._adopt(made)
+
+
+def _levels(stack: Stack, arrays: list) -> tuple[Any, ...]:
+    import dask.array as da
+
+    return (stack.data, *(da.from_zarr(a) for a in arrays))
 
 
 def _report(progress: Progress | None, total: int) -> None:

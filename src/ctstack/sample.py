@@ -14,12 +14,13 @@ import math
 import os
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+
+from ._readahead import ReadAhead
 
 __all__ = ["PhantomLayout", "phantom", "phantom_layout", "phantom_slice", "write_phantom_stack"]
 
@@ -386,17 +387,11 @@ def write_phantom_stack(
         tifffile.imwrite(paths[i], out, photometric="minisblack", metadata=None)
 
     workers = max(1, min(4, os.cpu_count() or 1))
-    window: list[Future[None]] = []
-    done = 0
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="phantom") as pool:
-        for i in range(nz + 2 * workers):  # a bounded window in flight keeps memory constant
-            if i < nz:
-                window.append(pool.submit(work, i))
-            if window and (len(window) > 2 * workers or i >= nz):
-                window.pop(0).result()
-                done += 1
-                if progress is not None:
-                    progress(done, nz)
+    # a bounded window in flight keeps memory constant
+    with ReadAhead(work, threads=workers, ahead=2 * workers + 1, name="phantom") as pool:
+        for done, _ in enumerate(pool.map(range(nz)), start=1):
+            if progress is not None:
+                progress(done, nz)
     if voxel_size_um is not None:
         log = folder / f"{prefix.rstrip('_') or 'phantom'}.log"
         log.write_bytes(_skyscan_log(shape, dtype, prefix, digits, float(voxel_size_um)).encode())

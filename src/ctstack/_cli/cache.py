@@ -14,7 +14,8 @@ import datetime as dt
 import os
 from pathlib import Path
 
-from .. import cache as _cache
+from .. import locations as _locations
+from ..cache import clean_location, list_location
 from ..errors import CTStackError
 
 
@@ -41,24 +42,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def locations(path: Path | None, cache_dir: Path | None = None) -> list[Path]:
     """Existing cache locations for one stack folder, or every one in the shared dir."""
-    shared = cache_dir if cache_dir is not None else _cache.global_cache_dir()
-    if path is None:
-        try:  # only folders named as ctstack names them: the shared dir may hold anything
-            return sorted(
-                p for p in shared.iterdir() if _cache.NAMESPACE_RE.fullmatch(p.name) and p.is_dir()
-            )
-        except OSError:
-            return []
-    folder = stack_root(path)
-    candidates = [folder / _cache.LOCAL_DIRNAME, shared / _cache._namespace(folder)]
-    if cache_dir is None:
-        # read-only stacks and symlinked locations fall back to the user cache dir
-        candidates.append(_cache.user_cache_dir() / _cache._namespace(folder))
-    out: list[Path] = []
-    for c in candidates:
-        if c.is_dir() and c not in out:
-            out.append(c)
-    return out
+    if path is None:  # only folders named as ctstack names them: the shared dir may hold anything
+        return _locations.shared_locations(cache_dir)
+    candidates = _locations.stack_locations(stack_root(path), cache_dir)
+    return [c for c in candidates if c.is_dir()]
 
 
 def stack_root(path: Path) -> Path:
@@ -110,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
         if os.path.islink(loc):
             print(f"left alone: {loc} is a symbolic link (ctstack never deletes through one)")
             continue
-        freed += _cache.clean_location(loc, keep_roi=not args.all)
+        freed += clean_location(loc, keep_roi=not args.all)
         cleaned += 1
     print(f"freed {_mb(freed)} in {cleaned} cache location(s)")
     return 0
@@ -120,8 +107,8 @@ def list_caches(locs: list[Path]) -> int:
     """Print what ``cache list`` shows for these locations; a symlinked one is marked as such."""
     total = 0
     for loc in locs:
-        items = _cache.list_location(loc)
-        roi = (loc / _cache.ROI_FILE).is_file()
+        items = list_location(loc)
+        roi = (loc / _locations.ROI_FILE).is_file()
         if not items and not roi:
             continue
         link = "  (symbolic link: read, never cleaned)" if os.path.islink(loc) else ""
@@ -130,7 +117,7 @@ def list_caches(locs: list[Path]) -> int:
             print(describe(item))
             total += item["bytes"]
         if roi:
-            print(f"  {_cache.ROI_FILE}  (user ROIs; kept by clean)")
+            print(f"  {_locations.ROI_FILE}  (user ROIs; kept by clean)")
     if not total:
         print("no pyramid cache found")
     else:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import warnings
 
 
 def register(subparsers) -> None:
@@ -36,15 +35,23 @@ def _ranges(values: list[int]) -> str:
     return ", ".join(out)
 
 
+def _quiet(message: str) -> None:
+    """A reporter that says nothing now: ``info`` prints every note at the end."""
+
+
 def run(args: argparse.Namespace) -> int:
     from ..stack import open_stack
 
     voxel = args.voxel_size
     if voxel is not None and len(voxel) == 1:
         voxel = voxel[0]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # shown below from stack.warnings, once each
-        stack = open_stack(args.path, pattern=args.pattern, voxel_size=voxel, unit=args.unit)
+    stack = open_stack(
+        args.path,
+        pattern=args.pattern,
+        voxel_size=voxel,
+        unit=args.unit,
+        report=_quiet,  # the notes are printed below from stack.warnings, once each
+    )
     info = stack.summary()
     if args.json:
         print(json.dumps(info, indent=2))

@@ -6,6 +6,7 @@ import argparse
 import threading
 import time
 
+from ..pyramid import DEFAULT_MAX_SIZE
 from .progress import ProgressBar
 
 
@@ -18,7 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("path", help="slice folder, one slice, multi-page TIFF or DICOM folder")
     p.add_argument("--pattern", help="glob picking one series in a folder with several")
-    p.add_argument("--max-size", type=int, default=512, help="largest axis of the last level")
+    p.add_argument(
+        "--max-size", type=int, default=DEFAULT_MAX_SIZE, help="largest axis of the last level"
+    )
     p.add_argument("--rebuild", action="store_true", help="ignore a valid cache and rebuild")
     p.add_argument("--cache-dir", help="keep the cache here instead of beside the stack")
     p.set_defaults(func=run)
@@ -32,17 +35,11 @@ def run(args: argparse.Namespace) -> int:
     nz, ny, nx = stack.shape
     print(f"{stack.name}: {nz} x {ny} x {nx} {stack.dtype} from {stack.root}")
     bar = ProgressBar("pyramid")
-    calls = []
-
-    def progress(done: int, total: int) -> None:
-        calls.append(done)
-        bar(done, total)
-
     cancel = threading.Event()
     start = time.perf_counter()
     try:
         levels = stack.build_pyramid(
-            progress=progress,
+            progress=bar,
             cancel=cancel,
             max_size=args.max_size,
             rebuild=args.rebuild,
@@ -60,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
     if len(levels) == 1:
         print(f"no pyramid needed: no axis is longer than --max-size {args.max_size}")
         return 0
-    reused = len(calls) <= 1 and nz > 1
+    pyramid = stack.pyramid
+    reused = pyramid is None or not pyramid.built
     where = stack.cache_location
     verb = "reused" if reused else "built"
     place = f" at {where}" if where else ""

@@ -91,11 +91,9 @@ class Protected:
 
     def _owned_locations(self) -> list[Path]:
         """Where this stack's pyramid cache and ROI file live, or would be made."""
-        from .. import cache, roi
+        from .. import locations
 
-        root = Path(self.stack.root)
-        out = [root / cache.LOCAL_DIRNAME, *(p.parent for p in roi._locations(self.stack))]
-        out.append(cache.global_cache_dir() / cache._namespace(root))
+        out = locations.stack_locations(self.stack.root)
         location = getattr(self.stack, "cache_location", None)
         if location is not None:
             out.append(Path(location))
@@ -219,7 +217,7 @@ def _has_provenance(path: Path) -> bool:
         if path.suffix.lower() in (".tif", ".tiff"):
             import tifffile
 
-            from .slices import PROVENANCE_TAG
+            from .provenance import PROVENANCE_TAG
 
             with tifffile.TiffFile(path) as tif:
                 tag = tif.pages[0].tags.get(PROVENANCE_TAG)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UnsupportedExport
-from ..pyramid import level_shapes, make_cascade
+from ..pyramid import DEFAULT_MAX_SIZE, level_shapes, make_cascade
 from .regions import Region
 
 VERSIONS = ("0.4", "0.5")
@@ -196,7 +196,7 @@ def write_ome_zarr(
     prov: dict,
     name: str,
     version: str = "0.4",
-    max_size: int = 512,
+    max_size: int = DEFAULT_MAX_SIZE,
 ) -> int:
     """Write the image into the new folder ``root``; returns the number of levels stored."""
     if version not in VERSIONS:

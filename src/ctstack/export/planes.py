@@ -7,13 +7,12 @@ pyramid (``stack.levels[k]``). A ``window=(low, high)`` maps intensities linearl
 from __future__ import annotations
 
 import threading
-from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .._readahead import ReadAhead
 from ..errors import Cancelled, LevelNotAvailable, UnsupportedExport
 from .regions import Region, make_region
 
@@ -61,7 +60,8 @@ def resolve(
 ) -> Region:
     """The region placed on its level, building the pyramid first when level k needs it."""
     arr = level_array(stack, level, progress, cancel)
-    return make_region(stack, z, y, x, level, tuple(int(n) for n in arr.shape))
+    nz, ny, nx = (int(n) for n in arr.shape)
+    return make_region(stack, z, y, x, level, (nz, ny, nx))
 
 
 def check_window(window: Any) -> tuple[float, float] | None:
@@ -124,20 +124,13 @@ def iter_planes(
     Checks ``cancel`` before every plane (raising Cancelled) and reports ``progress(i+1, count)``
     after the consumer has handled plane i.
     """
-    with ThreadPoolExecutor(READ_THREADS, thread_name_prefix="ctstack-export") as pool:
-        pending: deque[Future] = deque()
-        nxt = 0
-        try:
-            for i in range(count):
-                while nxt < count and len(pending) < READ_AHEAD:
-                    pending.append(pool.submit(reader, nxt))
-                    nxt += 1
-                if cancel is not None and cancel.is_set():
-                    raise Cancelled(f"{what} cancelled after {i} of {count} slices")
-                plane = pending.popleft().result()
-                yield i, plane
-                if progress is not None:
-                    progress(i + 1, count)
-        finally:
-            for f in pending:
-                f.cancel()
+
+    def check(i: int) -> None:
+        if cancel is not None and cancel.is_set():
+            raise Cancelled(f"{what} cancelled after {i} of {count} slices")
+
+    with ReadAhead(reader, threads=READ_THREADS, ahead=READ_AHEAD, name="ctstack-export") as pool:
+        for i, plane in enumerate(pool.map(range(count), before_wait=check)):
+            yield i, plane
+            if progress is not None:
+                progress(i + 1, count)

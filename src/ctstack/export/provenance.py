@@ -9,6 +9,8 @@ from .regions import Region
 if TYPE_CHECKING:
     from ..stack import Stack
 
+PROVENANCE_TAG = 65000  # private TIFF tag holding the provenance JSON (ASCII)
+
 # ImageJ / OME spellings of the normalised units
 IMAGEJ_UNITS = {"nanometer": "nm", "micrometer": "micron", "millimeter": "mm", "centimeter": "cm"}
 OME_UNITS = {"nanometer": "nm", "micrometer": "µm", "millimeter": "mm", "centimeter": "cm"}

@@ -7,18 +7,17 @@ other levels are numbered from 0 with the same prefix and padding.
 from __future__ import annotations
 
 import json
-from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .._readahead import ReadAhead
 from ..discovery import parse_name
 from ..errors import UnsupportedExport
 from .guard import staged_file
-from .provenance import imagej_metadata, ome_metadata
+from .provenance import PROVENANCE_TAG, imagej_metadata, ome_metadata
 from .regions import Region
 
 if TYPE_CHECKING:
@@ -29,7 +28,6 @@ ALLOWED = {"png": ("uint8", "uint16"), "bmp": ("uint8",)}
 IMAGEJ_DTYPES = ("uint8", "uint16", "float32")
 WRITE_THREADS = 2
 WRITE_AHEAD = 4  # files in flight
-PROVENANCE_TAG = 65000  # private TIFF tag holding the provenance JSON (ASCII)
 
 
 def check_dtype(fmt: str, dtype: np.dtype) -> None:
@@ -85,30 +83,24 @@ class SliceWriter:
         self.region = region
         self.name = name
         self.prov = prov
-        self.pool: ThreadPoolExecutor | None = None
-        self.pending: deque[Future] = deque()
+        self.pool: ReadAhead[tuple[int, np.ndarray], Path] = ReadAhead(
+            self._write_item, threads=WRITE_THREADS, ahead=WRITE_AHEAD, name="ctstack-write"
+        )
 
     def __enter__(self) -> SliceWriter:
-        self.pool = ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="ctstack-write")
+        self.pool.__enter__()
         return self
 
     def __exit__(self, typ, exc, tb) -> None:
         """Wait for the files in flight (errors surface here) or, on an error, drop them."""
-        try:
-            while self.pending:
-                future = self.pending.popleft()
-                if exc is None:
-                    future.result()
-                else:
-                    future.cancel()
-        finally:
-            self.pool.shutdown(wait=True)
+        self.pool.__exit__(typ, exc, tb)
 
     def submit(self, i: int, plane: np.ndarray) -> None:
         """Write plane i on a writer thread (a few in flight; the plane must not be reused)."""
-        while len(self.pending) >= WRITE_AHEAD:
-            self.pending.popleft().result()
-        self.pending.append(self.pool.submit(self.write, i, plane))
+        self.pool.put((i, plane))
+
+    def _write_item(self, item: tuple[int, np.ndarray]) -> Path:
+        return self.write(*item)
 
     def write(self, i: int, plane: np.ndarray) -> Path:
         path = staged_file(self.folder, self.name(i))

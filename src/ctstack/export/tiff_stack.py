@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .provenance import imagej_metadata, ome_metadata
+from .provenance import PROVENANCE_TAG, imagej_metadata, ome_metadata
 from .regions import Region
-from .slices import IMAGEJ_DTYPES, PROVENANCE_TAG
+from .slices import IMAGEJ_DTYPES
 
 IMAGEJ_LIMIT = 2**32 - 2**25  # bytes of pixels: classic TIFF offsets are 32-bit
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._dtypes import KERNEL_DTYPES, accepted
 from ..errors import ImageTooLarge, UnreadableSlice, UnsupportedDtype, UnsupportedFormat
 
 # A slice header claiming more pixels than this is refused before anything is allocated.
@@ -23,15 +24,11 @@ MAX_SLICE_PIXELS = 2**31
 # ITU-R 601-2 luma weights in 16.16 fixed point, exactly as Pillow's convert("L").
 _LUMA = (19595, 38470, 7471)
 
-_SUPPORTED = tuple(
-    np.dtype(t) for t in ("uint8", "uint16", "int16", "uint32", "int32", "float32", "float64")
-)
-
 
 def map_dtype(dtype: np.dtype, where: str | os.PathLike = "") -> np.dtype:
     """Map a file's pixel type to one the kernels take (DESIGN.md Conventions), or refuse it."""
     dtype = np.dtype(dtype).newbyteorder("=")
-    if dtype in _SUPPORTED:
+    if dtype in KERNEL_DTYPES:
         return dtype
     if dtype == np.bool_:
         return np.dtype("uint8")
@@ -40,10 +37,7 @@ def map_dtype(dtype: np.dtype, where: str | os.PathLike = "") -> np.dtype:
     if dtype == np.float16:
         return np.dtype("float32")
     prefix = f"{where}: " if where else ""
-    raise UnsupportedDtype(
-        f"{prefix}pixel type {dtype} is not supported "
-        "(uint8, uint16, int16, uint32, int32, float32 and float64 are)"
-    )
+    raise UnsupportedDtype(f"{prefix}pixel type {dtype} is not supported ({accepted()} are)")
 
 
 def sniff(path: Path) -> str | None:
@@ -326,8 +320,9 @@ def _decode_pil(header: SliceHeader) -> np.ndarray:
         return luminance(imagecodecs.png_decode(header.path.read_bytes()))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        with Image.open(header.path) as im:
-            im.load()
+        with Image.open(header.path) as opened:
+            opened.load()
+            im: Image.Image = opened
             mode = im.mode
             if mode == "P":
                 im = im.convert("RGBA" if "transparency" in im.info else "RGB")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -116,7 +117,7 @@ class MultipageReader(SliceReader):
         self.colour, self.contiguous, self.kind = colour, contiguous, kind
         self.axes, self.stored_shape, self.notes = axes, stored_shape, notes
         self._lock = threading.Lock()
-        self._tif = None
+        self._tif: Any = None  # a tifffile.TiffFile, opened on first read
 
     @classmethod
     def open(cls, path: Path, channel: int = 0, time: int = 0) -> MultipageReader:
@@ -261,7 +262,7 @@ class NgffReader(SliceReader):
 
     def sources(self) -> list[Path]:
         base = self.image.path / self.image.arrays[0].path
-        out = []
+        out: list[Path] = []
         for dirpath, _, names in os.walk(base):
             out.extend(Path(dirpath) / n for n in names)
         return sorted(out) or [base]

@@ -1,0 +1,300 @@
+"""Housekeeping of cache locations: ownership marks, listing, sweeping and cleaning.
+
+Only folders of the shapes ctstack makes that also carry its mark (a manifest, the temp marker
+file or levels tagged "ctstack" in their zarr attributes) are ever deleted; everything else is
+left alone, and nothing is deleted through a location that is a symbolic link.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import stat
+import time
+from pathlib import Path
+
+from ..locations import LOCAL_DIRNAME, ROI_FILE, is_location_name, safe_name
+from .keys import (
+    ENTRY_SUFFIX,
+    LEVEL_TAG,
+    MANIFEST,
+    MANIFEST_KEYS,
+    PYRAMID_VERSION,
+    TEMP_MARKER,
+    TMP_PREFIX,
+    TRASH_PREFIX,
+    parse_private,
+    private_name,
+)
+
+STALE_FOREIGN_SECONDS = 7 * 24 * 3600  # a temp dir from another host is stale after a week
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    except OverflowError:
+        return False
+    return True
+
+
+def _real_dir(path: Path) -> bool:
+    """Whether ``path`` is a folder and not a symlink to one (lstat): deleting in it stays in it."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _json_dict(path: Path) -> dict | None:
+    """The JSON object in the regular file ``path`` (not a symlink), else None."""
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return None
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def read_manifest(entry: Path) -> dict | None:
+    """The manifest of an entry folder as a dict, or None when absent or unreadable."""
+    try:
+        data = json.loads((entry / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _has_manifest(folder: Path) -> bool:
+    """Whether ``folder`` holds a manifest written by ctstack (it has all of MANIFEST_KEYS)."""
+    m = _json_dict(folder / MANIFEST)
+    return m is not None and all(k in m for k in MANIFEST_KEYS)
+
+
+def _has_temp_marker(folder: Path) -> bool:
+    """Whether ``folder`` holds the marker file a CacheWriter writes into its temp folder."""
+    m = _json_dict(folder / TEMP_MARKER)
+    return m is not None and "pid" in m
+
+
+def _has_tagged_level(folder: Path) -> bool:
+    """Whether a level array in ``folder`` carries ctstack's tag (a corrupt entry's last mark)."""
+    try:
+        names = [e.name for e in os.scandir(folder) if e.name.isdigit()]
+    except OSError:
+        return False
+    for name in names:
+        meta = _json_dict(folder / name / "zarr.json")
+        if meta is not None and isinstance((meta.get("attributes") or {}).get(LEVEL_TAG), dict):
+            return True
+    return False
+
+
+def is_owned(folder: Path) -> bool:
+    """Whether ctstack made ``folder`` (a real folder with its mark): only those are deleted."""
+    folder = Path(folder)
+    return _real_dir(folder) and (
+        _has_manifest(folder) or _has_temp_marker(folder) or _has_tagged_level(folder)
+    )
+
+
+def write_temp_marker(folder: Path) -> None:
+    """Mark ``folder`` as a ctstack temp/trash folder (pid and host of the process)."""
+    record = {"pid": os.getpid(), "host": safe_name(socket.gethostname()), "created": time.time()}
+    (folder / TEMP_MARKER).write_text(json.dumps(record), encoding="utf-8")
+
+
+def _is_stale(path: Path) -> bool:
+    """A marked temp/trash folder whose writer is gone: dead pid on this host, or old elsewhere."""
+    parsed = parse_private(path.name)
+    if parsed is None or not is_owned(path):
+        return False
+    pid, host = parsed
+    if host == safe_name(socket.gethostname()):
+        return not _pid_alive(pid)
+    try:
+        return time.time() - path.stat().st_mtime > STALE_FOREIGN_SECONDS
+    except OSError:
+        return False
+
+
+def tree_bytes(path: Path) -> int:
+    """Bytes of every file under ``path`` (links counted as themselves)."""
+    total = 0
+    for dirpath, _dirs, files in os.walk(path):
+        for f in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(dirpath, f)).st_size
+    return total
+
+
+def remove_tree(path: Path) -> int:
+    """Delete a cache folder safely: rename it to a private trash name first, then remove it.
+
+    The rename is atomic, so a kill during the removal never leaves a half entry under a name
+    ``load`` would look at. Only a folder ctstack made (``is_owned``) in a location that is no
+    symlink is touched; the trash keeps its mark to the end, so a kill midway leaves a folder
+    the next sweep still recognises. Returns the bytes freed (0 if nothing was removed).
+    """
+    if os.path.islink(path.parent) or not is_owned(path):
+        return 0
+    trash = path
+    if parse_private(path.name) is None:
+        trash = path.with_name(private_name(TRASH_PREFIX))
+        try:
+            os.rename(path, trash)
+        except FileNotFoundError:
+            return 0
+    if not (_has_manifest(trash) or _has_temp_marker(trash)):
+        with contextlib.suppress(OSError):
+            write_temp_marker(trash)  # only tagged levels marked it: they go first
+    size = tree_bytes(trash)
+    remove_marked_last(trash)
+    return size
+
+
+def remove_marked_last(folder: Path) -> None:
+    """Remove ``folder`` and everything in it, its marker and manifest files last."""
+    marks = (MANIFEST, TEMP_MARKER)
+    try:
+        children = list(os.scandir(folder))
+    except OSError:
+        return
+    for child in children:
+        if child.name in marks:
+            continue
+        if child.is_dir(follow_symlinks=False):
+            shutil.rmtree(child.path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                os.unlink(child.path)
+    for name in marks:
+        with contextlib.suppress(OSError):
+            os.unlink(folder / name)
+    with contextlib.suppress(OSError):
+        folder.rmdir()
+
+
+def list_location(location: Path | str) -> list[dict]:
+    """Describe every cache entry and temp folder of ctstack's in one location (``cache list``).
+
+    Folders named like them that lack ctstack's mark are not ours and are not listed.
+    """
+    location = Path(location)
+    out: list[dict] = []
+    try:
+        children = sorted(location.iterdir())
+    except OSError:
+        return out
+    for child in children:
+        if not is_owned(child):
+            continue
+        if child.name.endswith(ENTRY_SUFFIX):
+            m = read_manifest(child) or {}
+            complete = m.get("version") == PYRAMID_VERSION and "levels" in m
+            out.append(
+                {
+                    "path": child,
+                    "kind": "entry",
+                    "name": m.get("name"),
+                    "key": m.get("key"),
+                    "source": m.get("source"),
+                    "levels": [tuple(s) for s in m.get("levels", [])],
+                    "dtype": m.get("dtype"),
+                    "bytes": tree_bytes(child),
+                    "created": m.get("created"),
+                    "root": m.get("root"),
+                    "complete": complete,
+                }
+            )
+        elif (parsed := parse_private(child.name)) is not None:
+            try:
+                mtime = child.stat().st_mtime
+            except OSError:
+                continue  # removed while we looked
+            out.append(
+                {
+                    "path": child,
+                    "kind": "temp" if child.name.startswith(TMP_PREFIX) else "trash",
+                    "name": None,
+                    "key": None,
+                    "source": None,
+                    "levels": [],
+                    "dtype": None,
+                    "bytes": tree_bytes(child),
+                    "created": mtime,
+                    "root": None,
+                    "complete": False,
+                    "pid": parsed[0],
+                    "stale": _is_stale(child),
+                }
+            )
+    return out
+
+
+def sweep_stale(location: Path | str) -> int:
+    """Remove marked temp/trash folders left by dead writers (never a live one); bytes freed."""
+    freed = 0
+    if os.path.islink(location):
+        return 0  # never delete through a symlink
+    try:
+        children = list(Path(location).iterdir())
+    except OSError:
+        return 0
+    for child in children:
+        if _is_stale(child):
+            freed += remove_tree(child)
+    return freed
+
+
+def evict_stale(location: Path, name: str, source: str, keep: str) -> None:
+    """Remove the entries of series ``name`` built from another source than ``source``.
+
+    Entries of the same source (other ``max_size`` values) stay, and so does ``keep`` (an
+    entry folder name); an entry of ours whose manifest is unreadable but whose folder name
+    belongs to the series goes too.
+    """
+    for item in list_location(location):
+        path = item["path"]
+        if item["kind"] != "entry" or path.name == keep:
+            continue
+        stale = item["name"] == name and item["source"] != source
+        orphan = item["name"] is None and path.name.startswith(safe_name(name) + "-")
+        if stale or orphan:
+            with contextlib.suppress(OSError):
+                remove_tree(path)
+
+
+def clean_location(location: Path | str, keep_roi: bool = True) -> int:
+    """Remove all pyramid entries and stale temp folders of one location; returns bytes freed.
+
+    ``roi.json`` goes only with ``keep_roi=False``; other files are never touched, and nothing
+    is deleted through a location that is a symlink. The location folder itself is removed
+    when left empty, if it bears a location name and held something of ctstack's (or is
+    ``.ctstack``): an empty folder of someone else's is never removed.
+    """
+    location = Path(location)
+    if os.path.islink(location):
+        return 0
+    items = list_location(location)
+    roi = location / ROI_FILE
+    ours = bool(items) or location.name == LOCAL_DIRNAME or (not keep_roi and roi.is_file())
+    freed = sweep_stale(location)
+    for item in items:
+        if item["kind"] == "entry":
+            freed += remove_tree(item["path"])
+    if not keep_roi and roi.is_file():
+        freed += roi.stat().st_size
+        roi.unlink()
+    if ours and is_location_name(location.name):
+        with contextlib.suppress(OSError):
+            location.rmdir()  # only succeeds when empty
+    return freed

@@ -1,0 +1,407 @@
+"""The cache writer: builds one entry in a private temp folder and commits it atomically.
+
+Planes arrive in increasing z per level; full chunk-deep slabs go to one background thread
+that writes their chunk files (raw little-endian bytes, the layout zarr itself would write)
+while the caller decodes the next planes. The manifest is written last and the folder renamed
+into place, so a kill or a full disk leaves either no entry or a whole one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import CacheError
+from .housekeeping import (
+    evict_stale,
+    remove_marked_last,
+    remove_tree,
+    sweep_stale,
+    write_temp_marker,
+)
+from .keys import (
+    LEVEL_TAG,
+    MANIFEST,
+    PYRAMID_VERSION,
+    TEMP_MARKER,
+    TMP_PREFIX,
+    ZARR_FORMAT,
+    Shape3,
+    chunk_shape,
+    entry_dirname,
+    private_name,
+)
+
+if TYPE_CHECKING:
+    from .store import PyramidCache
+
+FSYNC = False  # fsync every chunk before commit: costs ~2 s per 600 MB here (see the store)
+WRITE_QUEUE = 1  # full slabs waiting for the writer thread, at most (bounds memory)
+
+
+def _fsync_path(path: Path, directory: bool = False) -> None:
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(path: Path) -> None:
+    for dirpath, _dirs, files in os.walk(path):
+        for f in files:
+            _fsync_path(Path(dirpath, f))
+        _fsync_path(Path(dirpath), directory=True)
+
+
+def _plain_layout(arr: Any, chunks: Shape3) -> bool:
+    """Whether ``arr`` stores each chunk as its raw little-endian bytes under ``c/iz/iy/ix``.
+
+    Then the writer writes the chunk files itself, which costs about half what zarr does;
+    any other layout (a compressor, another key encoding) is written through zarr.
+    """
+    from zarr.codecs import BytesCodec
+
+    meta = arr.metadata
+    codecs: tuple[Any, ...] = tuple(getattr(meta, "codecs", ()))
+    return (
+        getattr(meta, "zarr_format", None) == 3
+        and len(codecs) == 1
+        and isinstance(codecs[0], BytesCodec)
+        and (codecs[0].endian is None or codecs[0].endian.value == "little")
+        and meta.encode_chunk_key((1, 2, 3)) == "c/1/2/3"
+        and tuple(arr.chunks) == tuple(chunks)
+        and chunks[2] == arr.shape[2]
+    )
+
+
+def _write_file(path: str, blocks: list[np.ndarray]) -> None:
+    """Write ``blocks`` (C-contiguous arrays) one after the other as the file ``path``."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    try:
+        views = [memoryview(b.data).cast("B") for b in blocks]
+        total = sum(len(v) for v in views)
+        done = os.writev(fd, views)
+        if done < total:  # a short write: finish block by block (raises if the disk is full)
+            data = b"".join(views)[done:]
+            while data:
+                data = data[os.write(fd, data) :]
+    finally:
+        os.close(fd)
+
+
+class CacheWriter:
+    """Builds one entry from z-planes arriving in increasing z per level; commit or abort.
+
+    Full chunk-depth slabs go to one background thread that writes their chunk files while
+    the caller decodes the next planes; ``commit()`` waits for it and raises its error.
+    Memory is bounded: one slab being filled per level plus at most WRITE_QUEUE + 1 in the
+    writer's hands. Used as a context manager, leaving the block without ``commit()`` (an
+    exception, a cancel) aborts.
+    """
+
+    def __init__(
+        self,
+        cache: PyramidCache,
+        key: str,
+        level_shapes: Sequence[Sequence[int]],
+        dtype: Any,
+        source: str | None = None,
+    ):
+        import zarr
+
+        self.cache = cache
+        self.key = key
+        self.source = source or key  # without a source fingerprint, the key stands for it
+        self.level_shapes: list[Shape3] = [tuple(int(n) for n in s) for s in level_shapes]  # type: ignore[misc]
+        if not self.level_shapes or any(len(s) != 3 or min(s) < 1 for s in self.level_shapes):
+            raise CacheError(f"bad level shapes for the cache: {level_shapes!r}")
+        self.dtype = np.dtype(dtype)
+        self.won: bool | None = None  # after commit: True if our build became the entry
+        self.before_rename: Callable[[], None] | None = None  # test hook, called in commit()
+        self._state = "open"
+        location = cache.location
+        self.tmp = location / private_name(TMP_PREFIX)
+        if os.path.islink(location):
+            raise CacheError(f"{location} is a symbolic link; ctstack does not write through it")
+        try:
+            location.mkdir(parents=True, exist_ok=True)
+            sweep_stale(location)
+            self.tmp.mkdir()
+            write_temp_marker(self.tmp)
+        except OSError as exc:
+            raise CacheError(f"{location}: cannot create the pyramid cache ({exc})") from exc
+        self._arrays = []
+        self._buffers: list[np.ndarray | None] = []  # the slab being filled, per level
+        self._free: list[list[np.ndarray]] = []  # slabs the writer thread has handed back
+        self._direct: list[bool] = []  # chunk files written by us, else through zarr
+        self._start = [0] * len(self.level_shapes)  # first z held in each buffer
+        self._count = [0] * len(self.level_shapes)  # planes held in each buffer
+        self._made_dirs: set[str] = set()
+        self._queue: queue.Queue = queue.Queue(maxsize=WRITE_QUEUE)
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None  # the writer thread's first failure
+        self._stop = False
+        try:
+            for i, shape in enumerate(self.level_shapes, start=1):
+                chunks = chunk_shape(shape, self.dtype.itemsize)
+                arr = zarr.create_array(
+                    store=str(self.tmp / str(i)),
+                    shape=shape,
+                    chunks=chunks,
+                    dtype=self.dtype,
+                    fill_value=0,
+                    compressors=None,
+                    filters=None,
+                    zarr_format=ZARR_FORMAT,
+                    config={"write_empty_chunks": True},
+                    attributes={LEVEL_TAG: {"key": key, "level": i}},
+                )
+                self._arrays.append(arr)
+                self._direct.append(_plain_layout(arr, chunks))
+                self._free.append([])
+                self._buffers.append(None)
+        except BaseException:
+            self.abort()
+            raise
+
+    def _slab(self, i: int) -> np.ndarray:
+        """A slab buffer for level ``i`` that nobody else holds: handed back, or new.
+
+        Chunk-padded in y (the padding rows are zero and never written) and little-endian, so
+        each chunk file is the slab's rows as they lie in memory.
+        """
+        if self._free[i]:
+            return self._free[i].pop()
+        shape = self.level_shapes[i]
+        cz, cy, _cx = self._arrays[i].chunks
+        rows = -(-shape[1] // cy) * cy
+        return np.zeros((cz, rows, shape[2]), self.dtype.newbyteorder("<"))
+
+    def __enter__(self) -> CacheWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._state != "committed":
+            self.abort()
+
+    def write_plane(self, level: int, z: int, plane: np.ndarray) -> None:
+        """Add plane ``z`` of ``level`` (1-based); planes must come in order z = 0, 1, 2, ..."""
+        if self._state != "open":
+            raise CacheError(f"cache writer is {self._state}; cannot write more planes")
+        if not 1 <= level <= len(self.level_shapes):
+            raise CacheError(f"level {level} is outside 1..{len(self.level_shapes)}")
+        i = level - 1
+        shape = self.level_shapes[i]
+        expected = self._start[i] + self._count[i]
+        if z != expected:
+            raise CacheError(f"level {level}: got plane z={z}, expected z={expected}")
+        plane = np.asarray(plane)
+        if plane.shape != shape[1:] or plane.dtype != self.dtype:
+            raise CacheError(
+                f"level {level} plane is {plane.shape} {plane.dtype}, "
+                f"expected {shape[1:]} {self.dtype}"
+            )
+        if self._error is not None:
+            raise self._failure()
+        buf = self._buffers[i]
+        if buf is None:
+            buf = self._buffers[i] = self._slab(i)
+        buf[self._count[i], : shape[1]] = plane
+        self._count[i] += 1
+        if self._count[i] == len(buf) or z == shape[0] - 1:
+            self._flush(i)
+
+    def _flush(self, i: int) -> None:
+        """Hand the level's filled slab to the writer thread (blocks while the queue is full)."""
+        n, z0, buf = self._count[i], self._start[i], self._buffers[i]
+        if not n or buf is None:
+            return
+        if n < len(buf):
+            buf[n:] = 0  # an edge chunk is written whole, padded with the fill value
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._write_loop, name=f"ctstack-cache-{self.tmp.name}", daemon=True
+            )
+            self._thread.start()
+        self._buffers[i] = None  # the writer thread owns it now
+        self._queue.put((i, z0, n, buf))
+        self._start[i], self._count[i] = z0 + n, 0
+
+    def _write_loop(self) -> None:
+        """The writer thread: write queued slabs until the None sentinel; keeps the first error."""
+        while True:
+            item = self._queue.get()
+            try:
+                if item is None:
+                    return
+                i, z0, n, buf = item
+                if self._error is None and not self._stop:
+                    try:
+                        self._write_slab(i, z0, n, buf)
+                    except BaseException as exc:
+                        self._error = exc
+                self._free[i].append(buf)
+            finally:
+                self._queue.task_done()
+
+    def _write_slab(self, i: int, z0: int, n: int, buf: np.ndarray) -> None:
+        arr = self._arrays[i]
+        shape = self.level_shapes[i]
+        if not self._direct[i]:
+            arr[z0 : z0 + n] = buf[:n, : shape[1]]
+            return
+        cz, cy, _cx = arr.chunks
+        level_dir = self.tmp / str(i + 1)
+        iz = z0 // cz
+        for iy in range(-(-shape[1] // cy)):
+            path = os.path.join(level_dir, arr.metadata.encode_chunk_key((iz, iy, 0)))
+            parent = os.path.dirname(path)
+            if parent not in self._made_dirs:
+                os.makedirs(parent, exist_ok=True)
+                self._made_dirs.add(parent)
+            # one contiguous block of rows per plane: written as they are, no copy
+            _write_file(path, [buf[k, iy * cy : (iy + 1) * cy] for k in range(cz)])
+
+    def drain(self) -> None:
+        """Wait until every slab handed over so far is on disk; raises the writer's error."""
+        self._queue.join()
+        if self._error is not None:
+            raise self._failure()
+
+    def _failure(self) -> CacheError:
+        exc = self._error
+        where = self.cache.entry_path(self.key)
+        err = CacheError(f"{where}: writing the pyramid cache failed ({exc})")
+        err.__cause__ = exc
+        return err
+
+    def _stop_thread(self, discard: bool) -> None:
+        """Let the writer thread finish (or, with ``discard``, skip) what is queued, then end it."""
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        self._stop = self._stop or discard
+        self._queue.put(None)
+        thread.join()
+
+    def complete(self) -> bool:
+        """Whether every plane of every level has been written."""
+        return all(
+            s + c == shape[0]
+            for s, c, shape in zip(self._start, self._count, self.level_shapes, strict=True)
+        )
+
+    def commit(self, replace: bool = False) -> list:
+        """Make the build the cache entry (atomic rename, manifest written last); return levels.
+
+        If another process committed the same key first, ours is discarded and theirs returned,
+        unless ``replace`` (a forced rebuild): then theirs is removed and ours takes its place.
+        Afterwards, entries of the same series built from another source are removed;
+        those of the same source (other level shapes, i.e. other ``max_size`` values) stay.
+        """
+        if self._state != "open":
+            raise CacheError(f"cache writer is {self._state}; cannot commit")
+        if not self.complete():
+            missing = [
+                f"level {i + 1} has {s + c}/{shape[0]} planes"
+                for i, (s, c, shape) in enumerate(
+                    zip(self._start, self._count, self.level_shapes, strict=True)
+                )
+                if s + c != shape[0]
+            ]
+            raise CacheError("cannot commit an incomplete pyramid: " + ", ".join(missing))
+        try:
+            for i in range(len(self._arrays)):
+                self._flush(i)
+            self._stop_thread(discard=False)
+            if self._error is not None:
+                raise self._failure()
+            self._buffers, self._free = [], []
+            self._write_manifest()
+            if self.before_rename is not None:
+                self.before_rename()
+            levels = self._rename_into_place(replace)
+        except BaseException:
+            self.abort()
+            raise
+        self._remove_older()
+        return levels
+
+    def _write_manifest(self) -> None:
+        manifest = {
+            "key": self.key,
+            "source": self.source,
+            "name": self.cache.name,
+            "root": str(self.cache.root.resolve()),
+            "levels": [list(s) for s in self.level_shapes],
+            "chunks": [list(a.chunks) for a in self._arrays],
+            "dtype": self.dtype.str,
+            "version": PYRAMID_VERSION,
+            "zarr_format": ZARR_FORMAT,
+            "created": time.time(),
+        }
+        if FSYNC:
+            _fsync_tree(self.tmp)
+        part = self.tmp / (MANIFEST + ".part")
+        with open(part, "w") as f:
+            json.dump(manifest, f, indent=1)
+            f.flush()
+            if FSYNC:
+                os.fsync(f.fileno())
+        os.replace(part, self.tmp / MANIFEST)
+        os.unlink(self.tmp / TEMP_MARKER)  # the manifest marks it now; entries hold no marker
+        if FSYNC:
+            _fsync_path(self.tmp, directory=True)
+
+    def _rename_into_place(self, replace: bool) -> list:
+        final = self.cache.entry_path(self.key)
+        for _attempt in range(2):
+            try:
+                os.rename(self.tmp, final)
+            except OSError as exc:
+                if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise CacheError(f"{final}: cannot commit the pyramid cache ({exc})") from exc
+                if replace:
+                    remove_tree(final)
+                    continue
+                theirs = self.cache.load(self.key)  # removes theirs if it is corrupt
+                if theirs is not None:
+                    self.won = False
+                    self.abort()
+                    self._state = "committed"
+                    return theirs
+                continue
+            self.won = True
+            self._state = "committed"
+            if FSYNC:
+                with contextlib.suppress(OSError):
+                    _fsync_path(final.parent, directory=True)
+            levels = self.cache._open_entry(final, self.key)
+            if levels is None:
+                raise CacheError(f"{final}: committed entry does not open")
+            return levels
+        raise CacheError(f"{final}: another build keeps taking this name")
+
+    def _remove_older(self) -> None:
+        """Drop this series' entries of stale sources, so the cache does not grow without bound."""
+        keep = entry_dirname(self.cache.name, self.key)
+        evict_stale(self.cache.location, self.cache.name, self.source, keep)
+
+    def abort(self) -> None:
+        """Remove the private temp folder; safe to call any number of times."""
+        if self._state == "open":
+            self._state = "aborted"
+        self._stop_thread(discard=True)  # before the removal: it must not recreate folders
+        self._buffers, self._free = [], []
+        remove_marked_last(self.tmp)  # a kill midway leaves a folder still marked as ours
