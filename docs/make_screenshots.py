@@ -20,8 +20,7 @@ def main() -> int:
     os.environ["CTSTACK_MAX_SIZE"] = "256"
     with virtual_display():
         import napari
-        from ctstack.napari import set_3d_level
-        from ctstack.napari._session import open_with_panel, wait_for_build
+        from ctstack.napari import open_with_panel, set_3d_level, wait_for_build
 
         viewer = napari.Viewer(title="napari-ctstack", show=True)
         viewer.window.resize(1500, 850)

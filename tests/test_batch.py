@@ -48,6 +48,11 @@ def test_batch_goes_on_after_a_failure(parent, tmp_path):
     kinds = [e.kind for e in events]
     assert kinds[0] == "start" and kinds[-1] == "finished"
     assert kinds.count("done") == 2 and kinds.count("failed") == 1
+    # each written stack was planned first (the engine's plan_export), and the plan held
+    planned = [e for e in events if e.kind == "planned"]
+    assert [e.index for e in planned] == [0, 1]
+    assert planned[0].plan.shape == (3, 6, 12) and planned[0].plan.out.name == "a.ome.zarr"
+    assert summary.items[0].plan is planned[0].plan and summary.items[2].plan is None
     assert any(e.kind == "progress" and e.index == 1 and e.done == e.total for e in events)
     text = summary.text()
     assert "2 of 3 stacks written, 1 failed" in text and "a.ome.zarr" in text
@@ -58,4 +63,5 @@ def test_batch_auto_roi_mesh(parent, tmp_path):
     summary = run_batch([root / "b"], tmp_path / "meshes", format="stl", roi="auto")
     (item,) = summary.items
     assert item.ok and item.roi.source == "auto" and item.result.extra["faces"] > 0
+    assert item.threshold == item.result.extra["threshold"]  # the auto ROI's Otsu threshold
     assert (tmp_path / "meshes" / "b.stl").is_file()

@@ -148,3 +148,30 @@ def test_mesh_refusals_and_cancel(src, tmp_path):
     with pytest.raises(Cancelled):
         ctstack.mesh(stack, tmp_path / "c.ply", THRESHOLD, progress=progress, cancel=cancel)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.stl"]
+
+
+def test_mesh_in_memory_equals_the_file(src, tmp_path):
+    """Without ``out`` the mesh comes back as arrays, the same as the file's; with ``out`` and
+    ``keep=True`` both; the ExportResult stays available for the CLI and batch."""
+    stack, ref = src
+    region = dict(zip("zyx", (slice(*r) for r in REGION), strict=False))
+    before = sorted(tmp_path.iterdir())
+    m = ctstack.mesh(stack, None, THRESHOLD, level=1, **region)
+    assert m.result is None and sorted(tmp_path.iterdir()) == before  # nothing written
+    want_v, want_f = expected(ref, 1)
+    assert m.vertices.dtype == np.float32 and m.faces.dtype == np.int64
+    assert m.n_vertices == len(m.vertices) == len(want_v) and m.n_faces == len(want_f)
+    tri_got = np.sort(np.round(m.vertices[m.faces], 2).reshape(len(m.faces), 9), axis=0)
+    tri_want = np.sort(np.round(want_v[want_f], 2).reshape(len(want_f), 9), axis=0)
+    np.testing.assert_allclose(tri_got, tri_want, atol=0.02)
+    np.testing.assert_allclose(m.zyx, m.vertices[:, ::-1])
+    both = ctstack.mesh(stack, tmp_path / "m.ply", THRESHOLD, level=1, keep=True, **region)
+    v, f = read_ply(tmp_path / "m.ply")
+    np.testing.assert_array_equal(both.vertices, v)
+    np.testing.assert_array_equal(both.faces, f)
+    assert both.result.path == tmp_path / "m.ply" and both.result.extra == both.extra
+    assert both.extra["faces"] == m.n_faces and both.bounds == m.bounds
+    only_file = ctstack.mesh(stack, tmp_path / "n.stl", THRESHOLD, level=1, **region)
+    assert only_file.vertices is None and only_file.result.extra["faces"] == m.n_faces
+    with pytest.raises(ExportError, match="needs a threshold"):
+        ctstack.mesh(stack)

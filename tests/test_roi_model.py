@@ -1,5 +1,5 @@
-"""The widgets' Qt-free ROI model: world boxes <-> level-0 ranges through the layer's own
-transforms (multiscale included), the shared per-stack model, and output estimates."""
+"""The widgets' Qt-free ROI geometry: world boxes <-> level-0 ranges through the layer's own
+transforms (multiscale included), the shared per-stack view model, and the export plan."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import ctstack
+from ctstack.export import plan_export
 from ctstack.sample import write_phantom_stack
 
 napari = pytest.importorskip("napari")
@@ -15,7 +16,6 @@ from ctstack.napari._roi_model import (  # noqa: E402
     box_to_yx,
     edges_to_range,
     model_for,
-    output_estimate,
     physical_box,
     world_to_index,
     yx_to_box,
@@ -67,17 +67,20 @@ def test_model_is_shared_saved_and_restored(tmp_path):
     model = model_for(stack)
     assert model_for(stack) is model and model.roi.source == "full" and not model.restored
     seen = []
-    model.changed.connect(seen.append)
-    roi = model.set(z=(2, 8), x=(5, 50))  # x is clipped to the stack
+    model.events.roi.connect(seen.append)
+    roi = model.set_region(z=(2, 8), x=(5, 50), commit=False)  # x is clipped to the stack
     assert (roi.z, roi.y, roi.x) == ((2, 8), (0, 20), (5, 30)) and seen == [roi]
     assert model.dirty
-    path = model.save()
+    path = model.commit()
     assert path == tmp_path / "s" / ".ctstack" / "roi.json" and not model.dirty
+    # the same scan opened again shares the model (and re-reads what was saved)
     again = model_for(ctstack.open_stack(tmp_path / "s"))
-    assert again is not model and again.restored and again.roi.z == (2, 8)
+    assert again is model and again.restored and again.roi.z == (2, 8)
     lo, hi = physical_box(stack, roi)
     assert lo.tolist() == [6.0, -2.0, 18.0] and hi.tolist() == [30.0, 78.0, 118.0]
-    est = output_estimate(stack, roi, 0, "tiff")
-    assert est["shape"] == (6, 20, 25) and est["files"] == 6 and est["bytes"] == 6 * 20 * 25 * 2
-    est = output_estimate(stack, roi, 0, "ome-zarr", eight_bit=True)
-    assert est["files"] == 1 and est["bytes"] == 6 * 20 * 25
+    plan = plan_export(stack, tmp_path / "out", **roi.slices, level=0, format="tiff")
+    assert plan.shape == (6, 20, 25) and plan.files == 6 and plan.bytes == 6 * 20 * 25 * 2
+    plan = plan_export(
+        stack, tmp_path / "o.ome.zarr", **roi.slices, format="ome-zarr", window=(0, 1000)
+    )
+    assert plan.files == 1 and plan.bytes == 6 * 20 * 25 and plan.dtype == "uint8"

@@ -12,17 +12,21 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import Cancelled, CTStackError
 from .export.writing import ExportResult, human_bytes
+
+if TYPE_CHECKING:
+    from .export import ExportPlan
 
 MESH_FORMATS = ("stl", "ply", "obj")
 
 
 @dataclass
 class BatchEvent:
-    """One thing that happened: ``start``, ``progress``, ``done``, ``failed`` or ``finished``."""
+    """One thing that happened: ``start``, ``planned`` (an export's plan, once the stack is open
+    and its ROI known), ``progress``, ``done``, ``failed`` or ``finished``."""
 
     kind: str
     index: int  # 0-based stack number (``count`` for ``finished``)
@@ -32,6 +36,7 @@ class BatchEvent:
     total: int = 0
     message: str = ""
     result: ExportResult | None = None
+    plan: ExportPlan | None = None
 
 
 @dataclass
@@ -41,6 +46,8 @@ class BatchItem:
     path: Path
     out: Path | None = None
     roi: Any = None
+    threshold: float | None = None  # the mesh threshold used (mesh batches)
+    plan: ExportPlan | None = None  # what the export was planned to write (export batches)
     result: ExportResult | None = None
     error: str | None = None
 
@@ -113,15 +120,9 @@ def find_stacks(paths: Iterable[str | Path]) -> list[Path]:
 
 def output_name(path: Path, fmt: str) -> str:
     """``<stack name>`` for slice folders, plus ``.tif``, ``.ome.zarr`` or ``.<mesh>``."""
-    name = path.name
-    for suffix in (".ome.zarr", ".zarr", ".ome.tiff", ".ome.tif", ".tiff", ".tif"):
-        if name.lower().endswith(suffix):
-            name = name[: -len(suffix)]
-            break
-    ext = {"tiff-stack": ".tif", "ome-zarr": ".ome.zarr"}.get(fmt, "")
-    if fmt in MESH_FORMATS:
-        ext = f".{fmt}"
-    return (name or "stack") + ext
+    from .export import output_name as name_for
+
+    return name_for(Path(path).name, fmt)
 
 
 def run_batch(
@@ -136,18 +137,21 @@ def run_batch(
     invert: bool = False,
     on_event: Callable[[BatchEvent], Any] | None = None,
     cancel: threading.Event | None = None,
+    report: Callable[[str], Any] | None = None,
     **options: Any,
 ) -> BatchSummary:
     """Export every stack of ``paths`` (see ``find_stacks``) into ``out_dir``.
 
-    ``roi``: "saved" (the stack's saved ROI, else the full volume), "auto" (``suggest_roi``),
-    "full", or a callable ``stack -> ROI``. ``format``: an export format, or "stl"/"ply"/"obj"
-    for meshes (threshold: the one given, else the ROI's). Other ``options`` go to
-    ``ctstack.export``. A set ``cancel`` stops the batch (Cancelled) after cleaning up.
+    ``roi``: "saved" (the stack's saved ROI, else the full volume), "auto" (``suggest``),
+    "full", or a callable ``stack -> ROI`` (or ``-> Selection``). ``format``: an export format,
+    or "stl"/"ply"/"obj" for meshes (threshold: the one given, else the saved or automatic
+    one that came with the ROI). Other ``options`` go to ``ctstack.export``. ``report`` hears
+    each stack's notes (``open_stack(report=)``). A set ``cancel`` stops the batch (Cancelled)
+    after cleaning up.
     """
-    from .export import export
+    from .export import export, plan_export
     from .mesh import mesh
-    from .roi import resolve_roi
+    from .roi import resolve_selection
     from .stack import open_stack
 
     stacks = find_stacks(paths)
@@ -172,16 +176,19 @@ def run_batch(
                 name, n = f"{stem}_{n}", n + 1
             used.add(name)
             item.out = out_dir / name
-            stack = open_stack(path)
-            item.roi = roi(stack) if callable(roi) else resolve_roi(stack, roi)
+            stack = open_stack(path, report=report)
+            chosen = roi(stack) if callable(roi) else roi
+            selection = resolve_selection(stack, chosen)
+            item.roi = selection.roi
             region = item.roi.slices
             if format in MESH_FORMATS:
-                thr = threshold if threshold is not None else item.roi.threshold
+                thr = threshold if threshold is not None else selection.threshold
                 if thr is None:
                     raise CTStackError(
                         f"{path}: no threshold given and none found by the ROI "
                         f"({item.roi.reason or item.roi.source})"
                     )
+                item.threshold = thr
                 item.result = mesh(
                     stack,
                     item.out,
@@ -192,8 +199,16 @@ def run_batch(
                     progress=progress,
                     cancel=cancel,
                     **region,
-                )
+                ).result
             else:
+                item.plan = plan_export(
+                    stack, item.out, level=level, format=format, window=window, **region
+                )
+                emit(
+                    BatchEvent(
+                        "planned", index, count, path, message=item.plan.summary(), plan=item.plan
+                    )
+                )
                 item.result = export(
                     stack,
                     item.out,

@@ -1,5 +1,9 @@
 """Regions of interest: an automatic proposal (Otsu on the coarsest level) and persistence.
 
+An :class:`ROI` is a box and a Z range, nothing else. The iso threshold is a separate piece of
+state (owned by the view model, ``ctstack.viewmodel``); a :class:`Selection` pairs the two where
+both travel together: what ``roi.json`` holds for a series, and what :func:`suggest` proposes.
+
 The ROI file is ``<stack.root>/.ctstack/roi.json`` (not cache: rebuilds and ``cache clean``
 keep it), keyed by series so several series in one folder keep their own. When the stack
 folder cannot be written, or ``.ctstack`` is a symbolic link (read, never written through),
@@ -15,7 +19,7 @@ import os
 import secrets
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +30,7 @@ from .errors import CTStackError
 if TYPE_CHECKING:
     from .stack import Stack
 
-ROI_VERSION = 1
+ROI_VERSION = 2  # 1: each entry was a flat ROI with its threshold; 2: {"roi": ..., "threshold"}
 MIN_EFFECTIVENESS = 0.8  # Otsu between-class / total variance; noise gives 0.64-0.75
 MAX_VALLEY = 0.5  # histogram at the threshold vs the smaller of the two peaks
 MARGIN = 0.05  # fraction of the object's extent added on each side
@@ -35,12 +39,11 @@ BOX_MIN = 64  # the box is found on the coarsest level whose largest axis has th
 
 @dataclass
 class ROI:
-    """A level-0 region ``[start, stop)`` per axis, with the threshold and how it was found."""
+    """A level-0 region ``[start, stop)`` per axis, and how it was found."""
 
     z: tuple[int, int]
     y: tuple[int, int]
     x: tuple[int, int]
-    threshold: float | None = None
     source: str = "user"  # "user", "auto", or "full" (auto declined / nothing saved)
     reason: str = ""
     extra: dict = field(default_factory=dict)
@@ -55,26 +58,29 @@ class ROI:
         return tuple(b - a for a, b in (self.z, self.y, self.x))
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d.update({a: list(getattr(self, a)) for a in "zyx"})
-        return d
+        return {
+            **{a: list(getattr(self, a)) for a in "zyx"},
+            "source": self.source,
+            "reason": self.reason,
+            "extra": dict(self.extra),
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> ROI:
+        """An ROI from :meth:`to_dict` output (a version-1 entry's ``threshold`` is ignored)."""
         return cls(
             z=tuple(int(v) for v in d["z"]),
             y=tuple(int(v) for v in d["y"]),
             x=tuple(int(v) for v in d["x"]),
-            threshold=None if d.get("threshold") is None else float(d["threshold"]),
             source=str(d.get("source", "user")),
             reason=str(d.get("reason", "")),
             extra=dict(d.get("extra") or {}),
         )
 
     @classmethod
-    def full(cls, stack: Stack, reason: str = "", threshold: float | None = None) -> ROI:
+    def full(cls, stack: Stack, reason: str = "") -> ROI:
         z, y, x = stack.shape
-        return cls((0, z), (0, y), (0, x), threshold, "full", reason)
+        return cls((0, z), (0, y), (0, x), "full", reason)
 
     def clamp(self, shape: tuple[int, int, int]) -> ROI:
         """The same ROI cut to a stack of ``shape`` (an empty axis becomes the full axis)."""
@@ -82,7 +88,18 @@ class ROI:
         for (a, b), n in zip((self.z, self.y, self.x), shape, strict=False):
             a, b = max(0, min(a, n)), max(0, min(b, n))
             ranges.append((a, b) if b > a else (0, n))
-        return ROI(*ranges, self.threshold, self.source, self.reason, dict(self.extra))
+        return ROI(*ranges, self.source, self.reason, dict(self.extra))
+
+
+@dataclass(frozen=True)
+class Selection:
+    """An ROI with the iso threshold chosen for it (None: no threshold chosen or found)."""
+
+    roi: ROI
+    threshold: float | None = None
+
+    def clamp(self, shape: tuple[int, int, int]) -> Selection:
+        return Selection(self.roi.clamp(shape), self.threshold)
 
 
 # --- automatic proposal -----------------------------------------------------------------------
@@ -123,12 +140,24 @@ def suggest_roi(
     progress=None,
     cancel: threading.Event | None = None,
 ) -> ROI:
+    """A box around the object (see :func:`suggest`, which also returns the threshold)."""
+    return suggest(stack, margin, build, progress, cancel).roi
+
+
+def suggest(
+    stack: Stack,
+    margin: float = MARGIN,
+    build: bool = True,
+    progress=None,
+    cancel: threading.Event | None = None,
+) -> Selection:
     """Propose a threshold (Otsu on the coarsest level) and a box around the object.
 
     The box comes from the coarsest level with at least BOX_MIN voxels on its largest axis.
     Builds the pyramid first when ``build`` (and the stack is large enough to have levels).
-    Declines, returning the full volume with ``reason`` saying why, when the histogram does not
-    separate object from background. ``roi.reason`` reports what was found in words.
+    Declines, returning the full volume and no threshold, with ``roi.reason`` saying why, when
+    the histogram does not separate object from background. ``roi.reason`` reports what was
+    found in words.
     """
     from skimage.filters import threshold_otsu
 
@@ -139,7 +168,7 @@ def suggest_roi(
     finite = vol[np.isfinite(vol)] if vol.dtype.kind == "f" else vol.ravel()
     sample = finite[:: max(1, finite.size // 4_000_000)]
     if sample.size == 0 or sample.min() == sample.max():
-        return ROI.full(stack, "auto-ROI declined: the volume holds a single value")
+        return Selection(ROI.full(stack, "auto-ROI declined: the volume holds a single value"))
     threshold = float(threshold_otsu(sample))
     eta, valley = _separation(sample, threshold)
     facts = {"level": n, "otsu": threshold, "effectiveness": eta, "valley": valley}
@@ -153,7 +182,7 @@ def suggest_roi(
             ),
         )
         roi.extra = facts
-        return roi
+        return Selection(roi)
     box_level = max([i for i, a in enumerate(stack.levels) if max(a.shape) >= BOX_MIN] or [0])
     if box_level != n:  # too coarse to see thin walls: look one finer (at most ~128 per axis)
         vol = np.asarray(stack.levels[box_level].compute())
@@ -175,7 +204,7 @@ def suggest_roi(
         f"ROI z {z0}:{z1}, y {ranges[1][0]}:{ranges[1][1]}, x {ranges[2][0]}:{ranges[2][1]}"
         f" with a {100 * margin:.0f} % margin; threshold {threshold:g} (Otsu on level {n})"
     )
-    return ROI(*ranges, threshold, "auto", reason, facts)
+    return Selection(ROI(*ranges, "auto", reason, facts), threshold)
 
 
 # --- persistence ------------------------------------------------------------------------------
@@ -188,24 +217,16 @@ def series_key(stack: Stack) -> str:
 
 def _paths(stack: Stack) -> tuple[Path, Path]:
     """(beside the stack, in the shared cache dir): the two places a ROI file may be."""
-    from . import cache
+    from . import locations
 
-    root = Path(stack.root)
-    local = root / cache.LOCAL_DIRNAME / cache.ROI_FILE
-    fallback = cache.global_cache_dir() / cache._namespace(root) / cache.ROI_FILE
-    return local, fallback
+    return locations.roi_files(stack.root)
 
 
 def _locations(stack: Stack) -> tuple[Path, Path]:
     """Both ROI files, the one saves go to first: a new save must win over an older file."""
-    from . import cache
+    from . import locations
 
-    local, fallback = _paths(stack)
-    if os.path.islink(local.parent):  # never written through: saves are in the fallback
-        return fallback, local
-    if local.is_file() and fallback.is_file() and not cache.is_writable(local.parent):
-        return fallback, local  # a now read-only stack: saves went to the fallback
-    return local, fallback
+    return locations.roi_read_order(stack.root)
 
 
 def roi_path(stack: Stack, for_writing: bool = False) -> Path:
@@ -213,24 +234,13 @@ def roi_path(stack: Stack, for_writing: bool = False) -> Path:
 
     A ``.ctstack`` that is a symbolic link is read but never written through.
     """
-    from . import cache
+    from . import locations
 
-    if not for_writing:
-        first, second = _locations(stack)
-        return first if first.is_file() or not second.is_file() else second
-    local, fallback = _paths(stack)
-    if os.path.islink(local.parent):
-        cache.warn_link(local.parent, fallback.parent)
-    elif cache.is_writable(local.parent):
-        return local
-    if os.path.islink(fallback.parent):
-        raise CTStackError(
-            f"{fallback.parent} is a symbolic link; ctstack does not write through it"
-        )
-    return fallback
+    return locations.roi_path(stack.root, for_writing)
 
 
 def _read(path: Path) -> dict:
+    """The ROI file as ``{"version": 2, "series": {key: v2 entry}}`` (version 1 is migrated)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -239,29 +249,83 @@ def _read(path: Path) -> dict:
         raise CTStackError(f"{path}: unreadable ROI file ({exc}); move it away") from exc
     if not isinstance(data, dict) or not isinstance(data.get("series"), dict):
         raise CTStackError(f"{path}: not a ctstack ROI file (no 'series' table)")
+    version = data.get("version", 1)
+    if not isinstance(version, int) or version > ROI_VERSION:
+        raise CTStackError(
+            f"{path}: ROI file version {version!r} is newer than this ctstack reads "
+            f"(up to {ROI_VERSION}); update ctstack"
+        )
+    data["series"] = {key: _entry_v2(entry) for key, entry in data["series"].items()}
+    data["version"] = ROI_VERSION
     return data
 
 
-def load_roi(stack: Stack) -> ROI | None:
-    """The ROI saved for this stack's series, cut to the stack's shape; None when none is saved."""
+def _entry_v2(entry: Any) -> Any:
+    """A version-2 entry: a version-1 entry (a flat ROI with its threshold) is split in two."""
+    if not isinstance(entry, dict) or "roi" in entry or "z" not in entry:
+        return entry
+    keep = ("shape", "saved")
+    return {
+        "roi": {k: v for k, v in entry.items() if k not in (*keep, "threshold")},
+        "threshold": entry.get("threshold"),
+        **{k: entry[k] for k in keep if k in entry},
+    }
+
+
+def _selection(entry: dict) -> Selection:
+    threshold = entry.get("threshold")
+    return Selection(ROI.from_dict(entry["roi"]), None if threshold is None else float(threshold))
+
+
+def load_selection(stack: Stack) -> Selection | None:
+    """The ROI and threshold saved for this stack's series (the ROI cut to the stack's shape);
+    None when nothing is saved."""
     for path in _locations(stack):
         if path.is_file():
             entry = _read(path)["series"].get(series_key(stack))
             if entry is not None:
-                return ROI.from_dict(entry).clamp(stack.shape)
+                return _selection(entry).clamp(stack.shape)
     return None
 
 
-def save_roi(stack: Stack, roi: ROI) -> Path:
-    """Save (or replace) the ROI of this stack's series atomically; returns the file written."""
+def load_roi(stack: Stack) -> ROI | None:
+    """The ROI saved for this stack's series, cut to the stack's shape; None when none is saved."""
+    saved = load_selection(stack)
+    return None if saved is None else saved.roi
+
+
+def load_threshold(stack: Stack) -> float | None:
+    """The threshold saved for this stack's series, or None."""
+    saved = load_selection(stack)
+    return None if saved is None else saved.threshold
+
+
+_KEEP: Any = object()  # save_roi's default: keep the threshold already saved
+
+
+def save_roi(stack: Stack, roi: ROI, threshold: float | None = _KEEP) -> Path:
+    """Save (or replace) the ROI of this stack's series atomically; returns the file written.
+
+    The saved threshold stays unless ``threshold`` is given (None removes it).
+    """
+    if threshold is _KEEP:
+        threshold = load_threshold(stack)
+    return save_selection(stack, Selection(roi, threshold))
+
+
+def save_selection(stack: Stack, selection: Selection) -> Path:
+    """Save the ROI and threshold of this stack's series atomically (write a temporary file,
+    then rename it over the old one); returns the file written. Of two writers, the last wins."""
     path = roi_path(stack, for_writing=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     data = _read(path)
-    entry = roi.clamp(stack.shape).to_dict()
-    entry["shape"] = list(stack.shape)
-    entry["saved"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    data["version"] = ROI_VERSION
-    data["series"][series_key(stack)] = entry
+    thr = selection.threshold
+    data["series"][series_key(stack)] = {
+        "roi": selection.roi.clamp(stack.shape).to_dict(),
+        "threshold": None if thr is None else float(thr),
+        "shape": list(stack.shape),
+        "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
     try:
         tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
@@ -273,16 +337,26 @@ def save_roi(stack: Stack, roi: ROI) -> Path:
     return path
 
 
-def resolve_roi(stack: Stack, how: str | ROI | dict[str, Any] | None) -> ROI:
-    """An ROI from ``"saved"`` (else full), ``"auto"``, ``"full"``, an ROI or a dict."""
-    if isinstance(how, ROI):
+def resolve_selection(
+    stack: Stack, how: str | ROI | Selection | dict[str, Any] | None
+) -> Selection:
+    """An ROI and threshold from ``"saved"`` (else the full volume), ``"auto"``, ``"full"``, an
+    ROI, a Selection or a dict (``ROI.to_dict`` output)."""
+    if isinstance(how, Selection):
         return how.clamp(stack.shape)
+    if isinstance(how, ROI):
+        return Selection(how.clamp(stack.shape))
     if isinstance(how, dict):
-        return ROI.from_dict(how).clamp(stack.shape)
+        return Selection(ROI.from_dict(how).clamp(stack.shape))
     if how in (None, "full"):
-        return ROI.full(stack, "full volume")
+        return Selection(ROI.full(stack, "full volume"))
     if how == "saved":
-        return load_roi(stack) or ROI.full(stack, "no saved ROI; full volume")
+        return load_selection(stack) or Selection(ROI.full(stack, "no saved ROI; full volume"))
     if how == "auto":
-        return suggest_roi(stack)
+        return suggest(stack)
     raise CTStackError(f"ROI must be 'saved', 'auto', 'full' or an ROI, got {how!r}")
+
+
+def resolve_roi(stack: Stack, how: str | ROI | Selection | dict[str, Any] | None) -> ROI:
+    """An ROI from ``"saved"`` (else full), ``"auto"``, ``"full"``, an ROI or a dict."""
+    return resolve_selection(stack, how).roi

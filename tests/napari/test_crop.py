@@ -78,11 +78,12 @@ def test_box_on_level_2_z_range_and_saved_roi(make_napari_viewer, tmp_path, qtbo
     new = replace_with_levels(viewer, layer, list(layer.data))
     assert widget.layer is new and widget.model.roi.z == (12, 44)
 
-    # saved (debounced) into the stack's ROI file, not the cache, and restored on reopen
+    # committed into the stack's ROI file, not the cache, and restored on reopen
     qtbot.waitUntil(lambda: not widget.model.dirty, timeout=5000)
     saved = json.loads((folder / ".ctstack" / "roi.json").read_text())
     [entry] = saved["series"].values()
-    assert (entry["z"], entry["y"], entry["x"]) == ([12, 44], [31, 57], [3, 63])
+    box = entry["roi"]
+    assert (box["z"], box["y"], box["x"]) == ([12, 44], [31, 57], [3, 63])
     ctstack.cache.PyramidCache(folder, "phantom").clean()  # cache clean keeps the ROI
     viewer.layers.remove(new)
     assert widget.stack is None

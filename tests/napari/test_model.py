@@ -127,7 +127,7 @@ def test_swap_keeps_view_and_settings(phantom_dir):
 def test_3d_level_locks_only_in_3d(phantom_dir):
     from napari.components import ViewerModel
 
-    from ctstack.napari._layer import track_3d_levels
+    from ctstack.napari._sync import track_3d_levels
 
     [(_data, kwargs, _)] = read_stack(phantom_dir)
     levels = kwargs["metadata"]["stack"].build_pyramid(max_size=16)
@@ -149,3 +149,21 @@ def test_errors_become_notifications(tmp_path, notes):
     assert read_for_napari(str(empty)) == [(None,)]
     [error] = notes("error")
     assert str(empty) in str(error.message)
+
+
+def test_bad_slices_found_later_are_notified_once_each(phantom_dir, notes):
+    """The reader passes its own reporter to open_stack (no warnings filter involved): a slice
+    that turns out bad when read is one warning notification naming it."""
+    import tifffile
+
+    bad = phantom_dir / "phantom_0009.tif"
+    tifffile.imwrite(bad, tifffile.imread(bad), compression="zlib")
+    raw = bytearray(bad.read_bytes())
+    raw[200:-400] = b"\x55" * len(raw[200:-400])  # the header reads, the pixels do not
+    bad.write_bytes(bytes(raw))
+    [(data, _kwargs, _)] = read_stack(phantom_dir)
+    assert not [n for n in notes("warning") if "bad slice" in str(n.message)]
+    assert not np.asarray(data[9]).any()  # shown as zeros
+    np.asarray(data[9])  # read again: already known, no second notice
+    [warning] = [n for n in notes("warning") if "bad slice" in str(n.message)]
+    assert "z=9" in str(warning.message) and "phantom_0009.tif" in str(warning.message)

@@ -29,7 +29,7 @@ def test_preview_and_mesh_land_on_the_object(make_napari_viewer, tmp_path, qtbot
     widget = PreviewWidget(viewer)
     viewer.window.add_dock_widget(widget, name="3D preview")
     model = model_for(stack)
-    roi = model.set(z=(4, 36), y=(0, 80), x=(10, 60))  # whole in y, cut in x
+    roi = model.set_region(z=(4, 36), y=(0, 80), x=(10, 60))  # whole in y, cut in x
     layout = phantom_layout(SHAPE, "uint16", 1)
     threshold = (layout.levels["air"] + layout.levels["holder"]) / 2
 
@@ -44,7 +44,7 @@ def test_preview_and_mesh_land_on_the_object(make_napari_viewer, tmp_path, qtbot
     assert np.all(preview.extent.world[0] >= lo - VOXEL) and np.all(preview.extent.world[1] <= hi)
     widget.set_threshold(threshold)
     assert preview.iso_threshold == pytest.approx(threshold)
-    assert model.roi.threshold == pytest.approx(threshold)
+    assert model.threshold == pytest.approx(threshold)
 
     # the mesh, made at level 0 by the engine, lies inside the ROI's physical box and
     # spans the object there: the holder's outer radius in y, the cut planes in x

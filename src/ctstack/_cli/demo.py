@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
 def _session(path: Path, max_size: int, screenshot: str | None, headless: bool) -> int:
     import napari
 
-    from ..napari._session import open_with_panel, wait_for_build
+    from ..napari import open_with_panel, wait_for_build
 
     os.environ["CTSTACK_MAX_SIZE"] = str(max_size)
     viewer = napari.Viewer(title="ctstack demo", show=True)

@@ -3,6 +3,7 @@
 One PATH exports one stack to OUT; several PATHs (or a folder whose sub-folders are stacks)
 run as a batch into the folder OUT, each stack with its own ROI (--roi saved|auto|full).
 Regions are level-0 z/y/x index ranges, half-open: --z 120:860 exports slices 120..859.
+--dry-run prints what would be written (shape, files, bytes, output) and writes nothing.
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ import argparse
 import json
 import sys
 import threading
-import warnings
 from pathlib import Path
 
+from ..pyramid import DEFAULT_MAX_SIZE
 from .progress import ProgressBar
 
 FORMATS = ("tiff", "png", "bmp", "tiff-stack", "ome-zarr")
@@ -65,6 +66,10 @@ def add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
+def quiet(message: str) -> None:
+    """The CLI's reporter for a stack's notes: silent (``ctstack info`` is where they show)."""
+
+
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "export",
@@ -89,8 +94,13 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--max-size",
         type=int,
-        default=512,
+        default=DEFAULT_MAX_SIZE,
         help="OME-Zarr: add levels until the largest axis is at most this",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print what would be written (one stack) and write nothing",
     )
     parser.set_defaults(func=run)
 
@@ -110,26 +120,26 @@ def split_paths(args: argparse.Namespace) -> tuple[list[str], Path, bool]:
 
 
 def region_of(args: argparse.Namespace, stack) -> dict:
-    """The region for one stack: --z/--y/--x if given, else the --roi choice (default full)."""
-    from ..roi import resolve_roi
+    """The region for one stack: --z/--y/--x if given, else the --roi choice (default full);
+    with a --roi choice, ``"_selection"`` holds the ROI and its saved or automatic threshold."""
+    from ..roi import resolve_selection
 
     if any(getattr(args, a) for a in "zyx"):
         return {
             a: slice(*parse_range(getattr(args, a))) if getattr(args, a) else None for a in "zyx"
         }
-    roi = resolve_roi(stack, args.roi or "full")
+    selection = resolve_selection(stack, args.roi or "full")
+    roi = selection.roi
     if (roi.reason and roi.source != "full") or args.roi == "auto":
         print(f"ROI: {roi.reason}", file=sys.stderr)
-    return {**roi.slices, "_roi": roi}
+    return {**roi.slices, "_selection": selection}
 
 
 def open_for(args: argparse.Namespace, path: str):
     from ..export.planes import level_array
     from ..stack import open_stack
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        stack = open_stack(path)
+    stack = open_stack(path, report=quiet)
     if args.level > 0 and len(stack.levels) <= args.level:
         level_array(stack, args.level, ProgressBar("pyramid"))
     return stack
@@ -152,19 +162,18 @@ def run_batch_cli(
         elif event.kind == "failed":
             print(f"  failed: {event.message}", file=sys.stderr)
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        summary = run_batch(
-            inputs,
-            out,
-            format=fmt,
-            roi=args.roi or "saved",
-            level=args.level,
-            overwrite=args.overwrite,
-            on_event=on_event,
-            cancel=threading.Event(),
-            **options,
-        )
+    summary = run_batch(
+        inputs,
+        out,
+        format=fmt,
+        roi=args.roi or "saved",
+        level=args.level,
+        overwrite=args.overwrite,
+        on_event=on_event,
+        cancel=threading.Event(),
+        report=quiet,
+        **options,
+    )
     if args.json:
         print(json.dumps([_item_json(i) for i in summary.items], indent=1))
     else:
@@ -197,7 +206,8 @@ def _item_json(item) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..export import export
+    from ..errors import InvalidArgument
+    from ..export import export, plan_export
 
     inputs, out, batch = split_paths(args)
     window = parse_window(args.window)
@@ -208,10 +218,17 @@ def run(args: argparse.Namespace) -> int:
         "max_size": args.max_size,
     }
     if batch:
+        if args.dry_run:
+            raise InvalidArgument("--dry-run plans one stack; give one PATH and OUT")
         return run_batch_cli(args, inputs, out, args.format, **options)
     stack = open_for(args, inputs[0])
     region = region_of(args, stack)
-    region.pop("_roi", None)
+    region.pop("_selection", None)
+    plan = plan_export(stack, out, level=args.level, format=args.format, window=window, **region)
+    if args.dry_run:
+        text = json.dumps(plan.to_dict(), indent=1) if args.json else f"{plan.summary()} -> {out}"
+        print(text)
+        return 0
     result = export(
         stack,
         out,

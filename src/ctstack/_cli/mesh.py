@@ -55,7 +55,7 @@ def _threshold(text: str) -> float | None:
 
 def run(args: argparse.Namespace) -> int:
     from ..mesh import mesh
-    from ..roi import suggest_roi
+    from ..roi import suggest
 
     inputs, out, batch = split_paths(args)
     threshold = _threshold(args.threshold)
@@ -67,13 +67,13 @@ def run(args: argparse.Namespace) -> int:
         )
     stack = open_for(args, inputs[0])
     region = region_of(args, stack)
-    roi = region.pop("_roi", None)
+    chosen = region.pop("_selection", None)
     if threshold is None:
-        found = roi if roi is not None and roi.threshold is not None else suggest_roi(stack)
+        found = chosen if chosen is not None and chosen.threshold is not None else suggest(stack)
         if found.threshold is None:
             from ..errors import InvalidArgument
 
-            raise InvalidArgument(f"no automatic threshold: {found.reason}; give --threshold")
+            raise InvalidArgument(f"no automatic threshold: {found.roi.reason}; give --threshold")
         threshold = found.threshold
         print(f"threshold {threshold:g} (Otsu on the coarsest level)", file=sys.stderr)
     result = mesh(
@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=ProgressBar("mesh"),
         **region,
-    )
+    ).result
     if args.json:
         print(json.dumps(result_json(result), indent=1))
     else:

@@ -2,6 +2,7 @@
 
 Everything here works on ``napari.components.ViewerModel`` and plain layers, so it is tested
 without a display; the Qt side (``_qt/``) only wires these functions to threads and widgets.
+The 3D level is the stack's view-model field (``ctstack.viewmodel``); ``_sync.py`` applies it.
 """
 
 from __future__ import annotations
@@ -9,8 +10,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
+from .. import windows
 from ..pyramid import DEFAULT_MAX_SIZE
 
 if TYPE_CHECKING:
@@ -22,10 +22,7 @@ if TYPE_CHECKING:
 MAX_SIZE_ENV = "CTSTACK_MAX_SIZE"
 META_KEY = "ctstack"  # layer.metadata[META_KEY] holds the Stack's facts
 STACK_KEY = "stack"  # layer.metadata[STACK_KEY] is the live Stack (for widgets and scripts)
-SAMPLE_SLICES = 7  # z-planes read to estimate contrast when no pyramid exists
-SAMPLE_PIXELS = 256  # each sampled plane is strided down to about this many pixels per axis
-PERCENTILES = (0.5, 99.5)
-COARSE_SAMPLE = 2_000_000  # voxels read from the coarsest level at most
+PERCENTILES = (0.5, 99.5)  # the engine's default window preset (ctstack.windows)
 LAYER_STATE = (
     "colormap",
     "contrast_limits",
@@ -62,35 +59,9 @@ def contrast_limits(levels: list) -> tuple[float, float]:
     """Robust 0.5-99.5 % percentiles of the coarsest level (strided), else of a few level-0 planes.
 
     Never scans full resolution: with one level only a handful of strided z-planes are read.
+    The engine's percentile preset (``ctstack.windows``), so every face agrees.
     """
-    sample = _sample_coarse(levels[-1]) if len(levels) > 1 else _sample_planes(levels[0])
-    sample = sample[np.isfinite(sample)] if sample.dtype.kind == "f" else sample
-    if sample.size == 0:
-        return (0.0, 1.0)
-    lo, hi = (float(v) for v in np.percentile(sample, PERCENTILES))
-    if hi <= lo:  # a flat image: widen so napari gets a valid range
-        lo, hi = float(sample.min()), float(sample.max())
-        if hi <= lo:
-            hi = lo + 1.0
-    return (lo, hi)
-
-
-def _sample_coarse(level) -> np.ndarray:
-    """The coarsest level, strided in y and x so that at most COARSE_SAMPLE voxels are read."""
-    z, y, x = level.shape
-    step = max(1, int(np.ceil(np.sqrt(z * y * x / COARSE_SAMPLE))))
-    return np.asarray(level[:, ::step, ::step]).ravel()
-
-
-def _sample_planes(level) -> np.ndarray:
-    """A few evenly spaced z-planes of level 0 (ends excluded), strided to about 256 x 256."""
-    z, y, x = level.shape
-    picks = np.unique(np.linspace(0, z - 1, SAMPLE_SLICES + 2).round().astype(int)[1:-1])
-    if picks.size == 0:
-        picks = np.array([0])
-    step = max(1, max(y, x) // SAMPLE_PIXELS)
-    planes = [np.asarray(level[int(k), ::step, ::step]) for k in picks]
-    return np.concatenate([p.ravel() for p in planes])
+    return windows.percentile_window(windows.sample(levels), *PERCENTILES)
 
 
 def stack_facts(stack: Stack) -> dict[str, Any]:
@@ -148,34 +119,24 @@ def levels_for_3d(level_shapes: list, max_texture_3d: int | None) -> list[int]:
     return [i for i, shape in enumerate(level_shapes) if max(int(n) for n in shape) <= limit]
 
 
-def set_3d_level(layer: Image, level: int | None) -> None:
-    """Choose the level rendered in 3D (None: napari's default, the coarsest); applied now if 3D."""
-    layer.metadata.setdefault(META_KEY, {})["level_3d"] = level
-    apply_3d_level(layer, layer._slice_input.ndisplay)
+def chosen_3d_level(layer: Image) -> int | None:
+    """The view model's 3D level of the layer's stack (None: the coarsest)."""
+    from ..viewmodel import model_for
+
+    stack = stack_of(layer)
+    return None if stack is None else model_for(stack).level_3d
 
 
 def apply_3d_level(layer: Image, ndisplay: int) -> None:
     """Lock the chosen 3D level while 3D is displayed; let 2D pick levels by zoom again."""
     if not layer.multiscale:
         return
-    chosen = layer.metadata.get(META_KEY, {}).get("level_3d")
+    chosen = chosen_3d_level(layer)
+    if chosen is not None:
+        chosen = min(chosen, len(layer.level_shapes) - 1)
     want = chosen if ndisplay == 3 else None
     if layer.locked_data_level != want:
         layer.locked_data_level = want
-
-
-def track_3d_levels(viewer: ViewerModel) -> None:
-    """Apply each plugin layer's 3D level choice whenever the viewer switches 2D/3D."""
-    if getattr(viewer, "_ctstack_tracks_3d", False):
-        return
-
-    def on_ndisplay(event=None) -> None:
-        for layer in viewer.layers:
-            if stack_of(layer) is not None:
-                apply_3d_level(layer, viewer.dims.ndisplay)
-
-    viewer.dims.events.ndisplay.connect(on_ndisplay)
-    viewer._ctstack_tracks_3d = True
 
 
 # --- replacing a layer by its multiscale twin -------------------------------------------------

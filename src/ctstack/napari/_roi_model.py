@@ -1,23 +1,22 @@
-"""Qt-free ROI model for the widgets: one current ROI per Stack, and world <-> index mapping.
+"""Qt-free ROI geometry for the widgets: napari world coordinates <-> level-0 index ranges.
 
-The crop, 3D preview and export widgets share a :class:`RoiModel` per Stack (``model_for``), so
-an ROI drawn in one is what the others use. Boxes map between napari world coordinates and
-half-open level-0 index ranges through the image layer's own transforms (``world_to_data``):
-a range ``[a, b)`` is the rectangle whose edges lie at data coordinates ``a - 0.5`` and
-``b - 0.5`` (napari puts voxel ``i``'s centre at data coordinate ``i``).
+The ROI itself lives in the stack's view model (``ctstack.viewmodel.model_for``, re-exported
+here): the crop, 3D preview and export widgets each read and write that model, never each
+other, so an ROI drawn in one is what the others use. Boxes map between napari world
+coordinates and half-open level-0 index ranges through the image layer's own transforms
+(``world_to_data``): a range ``[a, b)`` is the rectangle whose edges lie at data coordinates
+``a - 0.5`` and ``b - 0.5`` (napari puts voxel ``i``'s centre at data coordinate ``i``).
 """
 
 from __future__ import annotations
 
 import math
-import weakref
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
-from psygnal import Signal
 
-from ..roi import ROI, load_roi, save_roi
+from ..roi import ROI
+from ..viewmodel import ViewModel, model_for
 
 if TYPE_CHECKING:
     from ..stack import Stack
@@ -90,17 +89,7 @@ def physical_box(stack: Stack, roi: ROI) -> tuple[np.ndarray, np.ndarray]:
     return origin + (start - 0.5) * voxel, origin + (stop - 0.5) * voxel
 
 
-# --- levels and output sizes ------------------------------------------------------------------
-
-
-def level_shapes(stack: Stack, max_size: int | None = None) -> list[tuple[int, int, int]]:
-    """Shapes of levels 0..n: the built ones, else the ones a build with ``max_size`` would make."""
-    from ..pyramid import level_shapes as planned
-
-    built = [tuple(int(n) for n in a.shape) for a in stack.levels]
-    size = max_size or getattr(stack, "gui_max_size", None) or 512
-    would = [tuple(stack.shape), *planned(tuple(stack.shape), size)]
-    return built if len(built) >= len(would) else would
+# --- levels -------------------------------------------------------------------------------
 
 
 def roi_on_level(roi: ROI, level: int, shape: tuple[int, int, int]) -> tuple[Range, Range, Range]:
@@ -112,100 +101,17 @@ def roi_on_level(roi: ROI, level: int, shape: tuple[int, int, int]) -> tuple[Ran
     )
 
 
-def output_estimate(
-    stack: Stack, roi: ROI, level: int, fmt: str, eight_bit: bool = False
-) -> dict[str, Any]:
-    """What an export would write: shape at the level, dtype, file count and bytes (pixels)."""
-    shapes = level_shapes(stack)
-    level = min(max(level, 0), len(shapes) - 1)
-    ranges = roi_on_level(roi, level, shapes[level])
-    shape = tuple(b - a for a, b in ranges)
-    dtype = np.dtype(np.uint8) if eight_bit else np.dtype(stack.dtype)
-    nbytes = int(np.prod(shape)) * dtype.itemsize
-    files = shape[0] if fmt in ("tiff", "png", "bmp") else 1
-    return {"shape": shape, "dtype": dtype.name, "bytes": nbytes, "files": files, "level": level}
-
-
-def human_bytes(n: float) -> str:
-    from ..export.writing import human_bytes as hb
-
-    return hb(n)
-
-
-# --- the shared model -------------------------------------------------------------------------
-
-
-class RoiModel:
-    """The current ROI of one Stack, loaded from its ROI file and saved back on request."""
-
-    changed = Signal(object)  # the new ROI
-
-    def __init__(self, stack: Stack) -> None:
-        self._stack = weakref.ref(stack)
-        saved = load_roi(stack)
-        self.roi: ROI = saved or ROI.full(stack, "no saved ROI; full volume")
-        self.restored = saved is not None
-        self.dirty = False
-        self.saved_to: Path | None = None
-
-    @property
-    def stack(self) -> Stack | None:
-        return self._stack()
-
-    def set(
-        self,
-        z: Range | None = None,
-        y: Range | None = None,
-        x: Range | None = None,
-        threshold: Any = ...,
-        source: str = "user",
-        reason: str | None = None,
-    ) -> ROI:
-        """Change some ranges (and/or the threshold); clamps to the stack and emits ``changed``."""
-        old = self.roi
-        ranges = [
-            tuple(int(v) for v in r) if r is not None else o
-            for r, o in zip((z, y, x), (old.z, old.y, old.x), strict=True)
-        ]
-        ranges = [(a, b) if b > a else (a, a + 1) for a, b in ranges]
-        thr = old.threshold if threshold is ... else threshold
-        new = ROI(*ranges, thr, source, old.reason if reason is None else reason, dict(old.extra))
-        stack = self.stack
-        if stack is not None:
-            new = new.clamp(stack.shape)
-        return self.set_roi(new)
-
-    def set_roi(self, roi: ROI) -> ROI:
-        """Replace the ROI (clamped) and emit ``changed`` when it differs."""
-        stack = self.stack
-        if stack is not None:
-            roi = roi.clamp(stack.shape)
-        if roi == self.roi:
-            return roi
-        self.roi = roi
-        self.dirty = True
-        self.changed.emit(roi)
-        return roi
-
-    def save(self) -> Path | None:
-        """Write the ROI into the stack's ROI file (not the cache); returns the file."""
-        stack = self.stack
-        if stack is None:
-            return None
-        self.saved_to = save_roi(stack, self.roi)
-        self.dirty = False
-        return self.saved_to
-
-
-_MODELS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def model_for(stack: Stack) -> RoiModel:
-    """The one RoiModel of this Stack (made, and the saved ROI loaded, on first use)."""
-    model = _MODELS.get(stack)
-    if model is None:
-        model = _MODELS[stack] = RoiModel(stack)
-    return model
+__all__ = [
+    "ViewModel",
+    "box_to_yx",
+    "describe",
+    "edges_to_range",
+    "model_for",
+    "physical_box",
+    "roi_on_level",
+    "world_to_index",
+    "yx_to_box",
+]
 
 
 def describe(roi: ROI) -> str:

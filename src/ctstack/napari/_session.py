@@ -1,7 +1,8 @@
-"""A scripted viewer session: open a stack with the panel docked and wait for its pyramid.
+"""A display for scripted viewer sessions: a virtual X display when there is none.
 
-Shared by ``ctstack demo``, ``docs/make_screenshots.py`` and the benchmark; needs a Qt event
-loop (a display, real or virtual).
+Shared by ``ctstack demo``, ``docs/make_screenshots.py`` and the benchmark. The session itself
+(open a stack with the panel docked, wait for its pyramid) needs a Qt event loop and lives in
+``_qt/session.py`` (``ctstack.napari.open_with_panel`` / ``wait_for_build``).
 """
 
 from __future__ import annotations
@@ -12,38 +13,6 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
-
-PLUGIN = "napari-ctstack"
-
-
-def open_with_panel(viewer, path: str | os.PathLike[str], max_size: int | None = None):
-    """Dock the stack panel, open ``path`` with the plugin; returns (panel, layer or None)."""
-    from ._qt.build import controller_for
-    from ._qt.panel import StackPanel
-
-    panel = StackPanel(viewer)
-    if max_size:
-        panel.max_size.setValue(max_size)
-        controller_for(viewer).max_size = max_size
-    viewer.window.add_dock_widget(panel, name="CT Stack", area="right")
-    layers = panel.open(str(path))
-    return panel, (layers[0] if layers else None)
-
-
-def wait_for_build(viewer, timeout: float = 600.0) -> None:
-    """Run the event loop until the viewer's background builds have finished."""
-    from qtpy.QtWidgets import QApplication
-
-    from ._qt.build import controller_for
-
-    ctl = controller_for(viewer)
-    app = QApplication.instance()
-    deadline = time.monotonic() + timeout
-    settle = time.monotonic() + 0.2  # the build starts on the next event-loop turn
-    while time.monotonic() < settle or (ctl.busy and time.monotonic() < deadline):
-        app.processEvents()
-        time.sleep(0.01)
-    app.processEvents()
 
 
 @contextlib.contextmanager

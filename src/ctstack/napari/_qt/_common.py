@@ -1,5 +1,6 @@
-"""Pieces the dock widgets share: a worker-thread task with a cancellable progress bar,
-error texts for notifications, and a base widget that follows the plugin's current layer."""
+"""Pieces the dock widgets share: a worker-thread task with a cancellable progress bar, the one
+error-handling path for background work (``report_failure``), and a base widget that follows
+the plugin's current layer and its stack's view model."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from qtpy.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QLineEdit, QPush
 
 from .._layer import stack_of
 from .._roi_model import model_for
+from .._sync import sync_viewer
 
 if TYPE_CHECKING:
     import napari
@@ -71,21 +73,68 @@ def folder_picker(parent: QWidget, title: str) -> tuple[QLineEdit, QHBoxLayout]:
     return field, row
 
 
+def report_failure(
+    exc: BaseException, action: str, where: Any, label: str = "", cancelled_note: str = ""
+) -> str:
+    """The one way background work ends badly: one napari notification, and a status text.
+
+    A cancel (``Cancelled``) is news, not an error: ``<label>: <action> cancelled<note>`` as
+    info. Anything else is ``<label>: <action> failed: <message>`` as an error, the message
+    naming the file (:func:`error_text`). Returns the text for the widget's status line.
+    """
+    from napari.utils.notifications import show_error, show_info
+
+    from ...errors import Cancelled
+
+    prefix = f"{label}: " if label else ""
+    if isinstance(exc, Cancelled):
+        text = f"{action} cancelled{cancelled_note}"
+        show_info(prefix + text)
+        return text
+    text = f"{action} failed: {error_text(exc, where)}"
+    show_error(prefix + text)
+    return text
+
+
+def commit_model(model) -> Any:
+    """Commit the view model's ROI and threshold to roi.json; a failure is a notification."""
+    from napari.utils.notifications import show_error
+
+    try:
+        return model.commit()
+    except Exception as exc:
+        where = model.stack.path if model.stack is not None else "roi.json"
+        show_error(f"cannot save the ROI: {error_text(exc, where)}")
+        return None
+
+
 class Task(QObject):
     """One engine call in a worker thread, with a cancellable napari progress bar.
 
-    ``fn(progress, cancel)`` runs in the worker; ``done(result)`` or ``failed(exc)`` run on the
-    main thread afterwards (the worker never raises, so nothing ends as a bare traceback).
+    ``fn(progress, cancel)`` runs in the worker; on the main thread afterwards either
+    ``done(result)`` fires, or the failure is reported once (:func:`report_failure`, with
+    ``action``, ``where`` and ``label``) and ``failed(status text)`` fires. The worker never
+    raises, so nothing ends as a bare traceback.
     """
 
     progressed = Signal(int, int)
     done = Signal(object)
-    failed = Signal(object)
+    failed = Signal(str)
 
-    def __init__(self, fn: Callable[[Callable, threading.Event], Any], desc: str) -> None:
+    def __init__(
+        self,
+        fn: Callable[[Callable, threading.Event], Any],
+        desc: str,
+        action: str,
+        where: Any,
+        label: str = "",
+        cancelled_note: str = "",
+    ) -> None:
         super().__init__()
         self.fn = fn
         self.desc = desc
+        self.failure = (action, where, label, cancelled_note)
+        self.error: BaseException | None = None
         self.cancel_event = threading.Event()
         self.pbar = None
         self.worker = None
@@ -118,6 +167,10 @@ class Task(QObject):
         """Ask the engine to stop; it removes its partial output and raises Cancelled."""
         self.cancel_event.set()
 
+    def report(self, done: int, total: int) -> None:
+        """Move the progress bar (main thread)."""
+        self._on_progress(done, total)
+
     def _on_progress(self, done: int, total: int) -> None:
         if self.pbar is not None:
             if self.pbar.total != total:
@@ -134,7 +187,8 @@ class Task(QObject):
         if exc is None:
             self.done.emit(result)
         else:
-            self.failed.emit(exc)
+            self.error = exc
+            self.failed.emit(report_failure(exc, *self.failure))
 
 
 def error_text(exc: BaseException, what: Any) -> str:
@@ -161,7 +215,9 @@ def current_layer(viewer, name: str | None = None):
 
 class LayerFollower(QWidget):
     """Base of the dock widgets: follows the active plugin layer, and finds it again by name
-    when it is replaced (the pyramid swap puts a multiscale layer in its place)."""
+    when it is replaced (the pyramid swap puts a multiscale layer in its place). ``model`` is
+    the view model of the layer's stack; its ROI and threshold changes call ``_roi_changed``
+    and ``_threshold_changed``, whoever made them."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         super().__init__()
@@ -169,7 +225,15 @@ class LayerFollower(QWidget):
         self.layer = None
         self.stack = None
         self.model = None
+        sync_viewer(napari_viewer)
         follow_layer_events(self, napari_viewer, self._follow)
+        watched: dict[str, Any] = {}  # the model listened to; let go when the widget dies
+        self._watched = watched
+
+        def release() -> None:
+            _unwatch(watched)
+
+        self.destroyed.connect(release)
 
     def _follow(self, event=None) -> None:
         """Re-find the layer: a new active plugin layer wins, else the same name, else the top."""
@@ -182,12 +246,11 @@ class LayerFollower(QWidget):
         same_stack = stack is self.stack
         self.layer = layer
         if not same_stack:
-            if self.model is not None:
-                self.model.changed.disconnect(self._roi_changed)
+            _unwatch(self._watched)
             self.stack = stack
             self.model = model_for(stack) if stack is not None else None
             if self.model is not None:
-                self.model.changed.connect(self._roi_changed)
+                _watch(self._watched, self.model, self._roi_changed, self._threshold_changed)
         self.stack_changed(same_stack)
 
     def stack_changed(self, same_stack: bool) -> None:
@@ -195,3 +258,19 @@ class LayerFollower(QWidget):
 
     def _roi_changed(self, roi) -> None:
         """Called when the shared ROI of the current stack changes."""
+
+    def _threshold_changed(self, value) -> None:
+        """Called when the shared threshold of the current stack changes."""
+
+
+def _watch(watched: dict, model, on_roi: Callable, on_threshold: Callable) -> None:
+    model.events.roi.connect(on_roi)
+    model.events.threshold.connect(on_threshold)
+    watched.update(model=model, roi=on_roi, threshold=on_threshold)
+
+
+def _unwatch(watched: dict) -> None:
+    model = watched.pop("model", None)
+    if model is not None:
+        model.events.roi.disconnect(watched.pop("roi"))
+        model.events.threshold.disconnect(watched.pop("threshold"))

@@ -1,8 +1,9 @@
 """The Batch export widget: a queue of stacks, each with its own ROI choice, one set of export
 settings, per-stack and overall progress, and a summary of what was written where.
 
-A thin face over ``ctstack.batch.run_batch`` (run in a worker): a failing stack is reported in
-its row and the batch goes on; the summary lists every outcome.
+A thin face over ``ctstack.batch.run_batch`` (run in a worker): each row shows the engine's
+plan for its stack (``plan_export``: output, shape, files, bytes) while it runs, a failing stack
+is reported in its row and the batch goes on; the summary lists every outcome.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ._common import Task, error_text, folder_picker, format_combo
+from .._reader import Notifier
+from ._common import Task, folder_picker, format_combo
 
 if TYPE_CHECKING:
     import napari
@@ -163,7 +165,7 @@ class BatchWidget(QWidget):
     def start(self) -> Task | None:
         """Run the queue in a worker; the list's order is the batch's order."""
         from ...batch import run_batch
-        from ...roi import resolve_roi
+        from ...roi import resolve_selection
 
         paths = self.paths()
         if self.task is not None or not paths:
@@ -180,7 +182,9 @@ class BatchWidget(QWidget):
             events.event.emit(event)
 
         def roi(stack):  # called by run_batch right after that stack's "start" event
-            return resolve_roi(stack, choices.get(current["path"], "saved"))
+            return resolve_selection(stack, choices.get(current["path"], "saved"))
+
+        notes = Notifier()  # each stack's notes become napari warnings
 
         def run(progress, cancel):
             return run_batch(
@@ -192,6 +196,7 @@ class BatchWidget(QWidget):
                 overwrite=overwrite,
                 on_event=on_event,
                 cancel=cancel,
+                report=notes,
             )
 
         for row in range(len(paths)):
@@ -201,7 +206,13 @@ class BatchWidget(QWidget):
         self.overall.setValue(0)
         self.report.clear()
         self.summary = None
-        self.task = Task(run, f"batch export of {len(paths)} stacks")
+        self.task = Task(
+            run,
+            f"batch export of {len(paths)} stacks",
+            "batch export",
+            "batch export",
+            cancelled_note="; the stack in progress left nothing",
+        )
         self.task.done.connect(self._done)
         self.task.failed.connect(self._failed)
         self.run_button.setEnabled(False)
@@ -223,11 +234,14 @@ class BatchWidget(QWidget):
         status = self.table.item(row, 3)
         if event.kind == "start":
             status.setText("running")
+        elif event.kind == "planned":
+            status.setText(f"writing {event.plan.out.name}: {event.message}")
+            status.setToolTip(str(event.plan.out))
         elif event.kind == "progress":
             bar.setRange(0, max(event.total, 1))
             bar.setValue(event.done)
             if self.task is not None and self.task.pbar is not None:
-                self.task._on_progress(row, self.table.rowCount())
+                self.task.report(row, self.table.rowCount())
         elif event.kind == "done":
             bar.setRange(0, 1)
             bar.setValue(1)
@@ -254,16 +268,6 @@ class BatchWidget(QWidget):
         last = text.splitlines()[-1]
         (show_warning if summary.failed else show_info)(f"batch export: {last}")
 
-    def _failed(self, exc: BaseException) -> None:
-        from napari.utils.notifications import show_error, show_info
-
-        from ...errors import Cancelled
-
+    def _failed(self, text: str) -> None:
         self._end()
-        if isinstance(exc, Cancelled):
-            self.report.setPlainText(f"cancelled: {exc}; the stack in progress left nothing")
-            show_info(f"batch export cancelled ({exc})")
-            return
-        text = error_text(exc, "batch export")
-        self.report.setPlainText(f"failed: {text}")
-        show_error(f"batch export failed: {text}")
+        self.report.setPlainText(text)

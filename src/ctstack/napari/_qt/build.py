@@ -2,22 +2,25 @@
 
 The worker only calls ``stack.build_pyramid``; progress is polled from the main thread (a timer
 updates the napari progress bar), and the finished levels replace the layer on the main thread
-through the worker's ``returned`` signal. Tests wait on :attr:`PyramidController.busy`.
+through the worker's ``returned`` signal. Tests wait on :attr:`PyramidController.busy`. Bad
+slices found while building are held by the stack's notifier and summed up once at the end.
 """
 
 from __future__ import annotations
 
-import re
+import contextlib
 import threading
 import time
-import warnings
 import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from qtpy.QtCore import QObject, QTimer, Signal
 
-from .._layer import apply_3d_level, replace_with_levels, stack_of, track_3d_levels
+from .._layer import apply_3d_level, max_size_setting, replace_with_levels, stack_of
+from .._reader import opened, pyramid_cache_dir, pyramid_max_size, remember_max_size
+from .._sync import sync_viewer
+from ._common import report_failure
 
 if TYPE_CHECKING:
     from napari.layers import Image
@@ -36,13 +39,23 @@ def controller_for(viewer) -> PyramidController:
     return ctl
 
 
+def open_viewers() -> list:
+    """Every open napari viewer.
+
+    napari has no public list of its viewers (``napari.current_viewer()`` gives only the active
+    one), and a reader does not learn which viewer asked for it: the layer it returns is added
+    later. This is the plugin's one use of the private ``Viewer._instances``.
+    """
+    from napari import Viewer
+
+    return list(getattr(Viewer, "_instances", ()))
+
+
 def attach_when_added(stack: Stack) -> None:
     """After the event loop adds this stack's layer to a viewer, start its build there."""
 
     def attach() -> None:
-        from napari import Viewer
-
-        for viewer in list(Viewer._instances):
+        for viewer in open_viewers():
             for layer in viewer.layers:
                 if stack_of(layer) is stack:
                     ctl = controller_for(viewer)
@@ -51,22 +64,6 @@ def attach_when_added(stack: Stack) -> None:
                     return
 
     QTimer.singleShot(0, attach)
-
-
-def _quiet_bad_slices() -> Any:
-    """Keep per-slice warnings from the worker thread out of the GUI; a summary follows."""
-    entry = ("ignore", re.compile("bad slice z="), UserWarning, None, 0)
-    warnings.filters.insert(0, entry)
-    warnings._filters_mutated()
-    return entry
-
-
-def _unquiet(entry: Any) -> None:
-    try:
-        warnings.filters.remove(entry)
-        warnings._filters_mutated()
-    except ValueError:
-        pass
 
 
 @dataclass
@@ -102,7 +99,7 @@ class PyramidController(QObject):
         self._timer = QTimer(self)
         self._timer.setInterval(POLL_MS)
         self._timer.timeout.connect(self._poll)
-        track_3d_levels(viewer)
+        sync_viewer(viewer)
 
     @property
     def viewer(self):
@@ -126,17 +123,20 @@ class PyramidController(QObject):
         current = self.job(stack)
         if current is not None and current.state == "building":
             return current
-        size = max_size or self.max_size or getattr(stack, "gui_max_size", None) or 512
-        if not rebuild and layer.multiscale and size == getattr(stack, "gui_max_size", size):
+        shown = pyramid_max_size(stack)
+        size = max_size or self.max_size or shown or max_size_setting()
+        if not rebuild and layer.multiscale and size == (shown or size):
             return None  # already showing its pyramid
         from ...pyramid import level_shapes
 
         if not level_shapes(stack.shape, size):
-            stack.gui_max_size = size
+            remember_max_size(stack, size)
             return None  # small enough: level 0 is the whole story
         job = Job(stack, size, rebuild, total=stack.shape[0], bad_before=len(stack.bad_slices))
         self.jobs[id(stack)] = job
-        cache_dir = getattr(stack, "gui_cache_dir", None)
+        cache_dir = pyramid_cache_dir(stack)
+        record = opened(stack)
+        hold = record.notifier.hold() if record is not None else contextlib.nullcontext()
 
         def progress(done: int, total: int) -> None:  # worker thread: plain attribute writes
             job.done, job.total = done, total
@@ -145,13 +145,14 @@ class PyramidController(QObject):
             """The worker: never raises, so errors go to a notification, not a traceback."""
             t0 = time.perf_counter()
             try:
-                levels = stack.build_pyramid(
-                    progress=progress,
-                    cancel=job.cancel,
-                    max_size=size,
-                    rebuild=rebuild,
-                    cache_dir=cache_dir,
-                )
+                with hold:  # bad slices found now are summed up when the build ends
+                    levels = stack.build_pyramid(
+                        progress=progress,
+                        cancel=job.cancel,
+                        max_size=size,
+                        rebuild=rebuild,
+                        cache_dir=cache_dir,
+                    )
                 return levels, None
             except Exception as exc:
                 return None, exc
@@ -159,10 +160,9 @@ class PyramidController(QObject):
                 job.seconds = time.perf_counter() - t0
 
         job.pbar = _progress_bar(job, stack.name)
-        quiet = _quiet_bad_slices()
         worker = create_worker(run, _start_thread=False)
         worker.returned.connect(lambda outcome: self._returned(job, *outcome))
-        worker.finished.connect(lambda: self._cleanup(job, quiet))
+        worker.finished.connect(lambda: self._cleanup(job))
         job.worker = worker
         self._timer.start()
         worker.start()
@@ -212,7 +212,7 @@ class PyramidController(QObject):
         from .._reader import warning_messages
 
         job.state = "done"
-        job.stack.gui_max_size = job.max_size
+        remember_max_size(job.stack, job.max_size)
         viewer, layer = self._layer_of(job.stack)
         if layer is not None:
             layer.metadata.get(META_KEY, {})["levels"] = [list(lv.shape) for lv in levels]
@@ -225,23 +225,18 @@ class PyramidController(QObject):
         show_info(f"{job.stack.name}: pyramid ready in {job.seconds:.1f} s, {len(levels)} levels")
 
     def _failed(self, job: Job, exc: BaseException) -> None:
-        from napari.utils.notifications import show_error, show_info
+        from ...errors import Cancelled
 
-        from ...errors import Cancelled, CTStackError
+        job.state = "cancelled" if isinstance(exc, Cancelled) else "failed"
+        if job.state == "failed":
+            job.error = str(exc)
+        stack = job.stack
+        report_failure(exc, "pyramid build", stack.path, stack.name, "; nothing was cached")
 
-        if isinstance(exc, Cancelled):
-            job.state = "cancelled"
-            show_info(f"{job.stack.name}: pyramid build cancelled; nothing was cached")
-            return
-        job.state = "failed"
-        job.error = str(exc)
-        if isinstance(exc, CTStackError):
-            show_error(f"{job.stack.name}: pyramid build failed: {exc}")
-        else:
-            show_error(f"{job.stack.name}: pyramid build failed ({type(exc).__name__}: {exc})")
-
-    def _cleanup(self, job: Job, quiet: Any) -> None:
-        _unquiet(quiet)
+    def _cleanup(self, job: Job) -> None:
+        record = opened(job.stack)
+        if record is not None:  # what the notifier held is summed up from stack.bad_slices
+            record.notifier.collected.clear()
         if job.state == "building":  # finished without returned/errored (should not happen)
             job.state = "failed"
         if job.pbar is not None:

@@ -1,8 +1,10 @@
 """The Crop widget: an XY box on a Shapes layer, a Z range, numeric fields, and the auto ROI.
 
 The box is drawn or dragged at any zoom and pyramid level; it maps to level-0 voxels through
-the image layer's transforms (``_roi_model``), snaps to the voxel edges, and the ROI is saved
-(debounced) in the stack's ROI file, from which it is restored when the stack is reopened.
+the image layer's transforms (``_roi_model``) and snaps to the voxel edges. The ROI is the
+stack's view model's: it is committed to the stack's ROI file when an edit is complete (a box
+drawn or released, a slider released, a field entered, a button), and restored from it when
+the stack is reopened.
 """
 
 from __future__ import annotations
@@ -21,13 +23,12 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
-from .._roi_model import box_to_yx, describe, world_to_index, yx_to_box
-from ._common import LayerFollower, Task, error_text
+from .._roi_model import box_to_yx, describe, yx_to_box
+from ._common import LayerFollower, Task, commit_model
 
 if TYPE_CHECKING:
     import napari
 
-SAVE_DELAY_MS = 300  # edits are saved this long after the last one (a drag makes many)
 BOX_COLOR = "yellow"
 
 
@@ -40,11 +41,6 @@ class CropWidget(LayerFollower):
         self.task: Task | None = None
         self._updating = False
         self._making_shapes = False
-        self._pending = None  # the RoiModel with an edit not yet saved
-        self._save_timer = QTimer(self)
-        self._save_timer.setSingleShot(True)
-        self._save_timer.setInterval(SAVE_DELAY_MS)
-        self._save_timer.timeout.connect(self.save)
 
         self.title = QLabel("-")
         self.title.setWordWrap(True)
@@ -87,15 +83,17 @@ class CropWidget(LayerFollower):
         layout.addStretch(1)
 
         for box in self.fields.values():
+            box.setKeyboardTracking(False)  # a typed number counts when entered, not per key
             box.valueChanged.connect(self._fields_edited)
         self.z_start_slider.valueChanged.connect(lambda v: self._slider_moved(0, v))
         self.z_stop_slider.valueChanged.connect(lambda v: self._slider_moved(1, v))
+        self.z_start_slider.sliderReleased.connect(self.save)
+        self.z_stop_slider.sliderReleased.connect(self.save)
         self.z_start_here.clicked.connect(self.start_at_current_slice)
         self.z_stop_here.clicked.connect(self.end_at_current_slice)
         self.draw_button.clicked.connect(self.draw)
         self.auto_button.clicked.connect(self.auto)
         self.full_button.clicked.connect(self.full)
-        self.destroyed.connect(self._save_timer.stop)
         self._follow()
 
     # --- following the layer --------------------------------------------------------------
@@ -118,7 +116,6 @@ class CropWidget(LayerFollower):
             self.title.setText("no CT stack layer")
             return
         if not same_stack:
-            self.save()  # the previous stack's pending edit
             z, y, x = stack.shape
             self._updating = True
             try:
@@ -133,7 +130,7 @@ class CropWidget(LayerFollower):
             self.status.setText(
                 f"restored the saved ROI ({describe(self.model.roi)})"
                 if restored
-                else "no saved ROI: full volume"
+                else self.model.load_error or "no saved ROI: full volume"
             )
         self.title.setText(f"{stack.name}: {' x '.join(map(str, stack.shape))} (z, y, x)")
         if not same_stack:
@@ -182,9 +179,6 @@ class CropWidget(LayerFollower):
 
     def _roi_changed(self, roi) -> None:
         self._show(roi)
-        if self.model is not None and self.model.dirty:
-            self._pending = self.model
-            self._save_timer.start()
 
     def _show(self, roi, create: bool = True) -> None:
         """Put the ROI into the fields, sliders and box without echoing back."""
@@ -219,7 +213,10 @@ class CropWidget(LayerFollower):
         if self._updating or self.model is None:
             return
         f = {k: box.value() for k, box in self.fields.items()}
-        self.model.set(z=(f["z0"], f["z1"]), y=(f["y0"], f["y1"]), x=(f["x0"], f["x1"]))
+        self.model.set_region(
+            z=(f["z0"], f["z1"]), y=(f["y0"], f["y1"]), x=(f["x0"], f["x1"]), commit=False
+        )
+        self.save()
 
     def _slider_moved(self, end: int, value: int) -> None:
         if self._updating or self.model is None:
@@ -229,7 +226,10 @@ class CropWidget(LayerFollower):
             z0, z1 = value, max(z1, value + 1)
         else:
             z0, z1 = min(z0, value - 1), value
-        self.model.set(z=(z0, z1))
+        self.model.set_region(z=(z0, z1), commit=False)
+        slider = self.z_start_slider if end == 0 else self.z_stop_slider
+        if not slider.isSliderDown():  # a drag commits on release (sliderReleased)
+            self.save()
 
     def _shapes_edited(self, event) -> None:
         """A rectangle was drawn, moved or resized: its box (any shape's bounds) becomes the ROI."""
@@ -246,9 +246,11 @@ class CropWidget(LayerFollower):
         self.set_box_world(corners)
 
     def set_box_world(self, corners_world: np.ndarray) -> None:
-        """Set the ROI's y and x ranges from a box given in world coordinates."""
+        """Set the ROI's y and x ranges from a box given in world coordinates (a finished draw
+        or drag: committed at once)."""
         y, x = box_to_yx(self.layer, corners_world, self.stack.shape)
-        self.model.set(y=y, x=x)
+        self.model.set_region(y=y, x=x, commit=False)
+        self.save()
         QTimer.singleShot(0, self._snap)  # after napari has finished its own mouse handling
 
     def _snap(self) -> None:
@@ -262,20 +264,22 @@ class CropWidget(LayerFollower):
             self._updating = False
 
     def current_slice(self) -> int:
-        """The level-0 z index of the slice the viewer shows."""
-        return world_to_index(self.layer, self.viewer.dims.point, 0, self.stack.shape[0])
+        """The level-0 z index of the slice the viewer shows (the model's crosshair)."""
+        return self.model.crosshair[0]
 
     def start_at_current_slice(self) -> None:
         if self.model is None:
             return
         z = self.current_slice()
-        self.model.set(z=(z, max(self.model.roi.z[1], z + 1)))
+        self.model.set_region(z=(z, max(self.model.roi.z[1], z + 1)), commit=False)
+        self.save()
 
     def end_at_current_slice(self) -> None:
         if self.model is None:
             return
         z = self.current_slice()
-        self.model.set(z=(min(self.model.roi.z[0], z), z + 1))
+        self.model.set_region(z=(min(self.model.roi.z[0], z), z + 1), commit=False)
+        self.save()
 
     def draw(self) -> None:
         """Select the crop layer in rectangle mode: the next rectangle drawn replaces the box."""
@@ -289,68 +293,57 @@ class CropWidget(LayerFollower):
         if self.stack is not None:
             from ...roi import ROI
 
-            roi = ROI.full(self.stack, "full volume", self.model.roi.threshold)
+            roi = ROI.full(self.stack, "full volume")
             roi.source = "user"
-            self.model.set_roi(roi)
+            self.model.set_roi(roi, commit=False)
+            self.save()
 
     def auto(self) -> Task | None:
-        """Propose an ROI with ``suggest_roi`` in a worker (it may build the pyramid first)."""
-        from ...roi import suggest_roi
+        """Propose an ROI and threshold with ``suggest`` in a worker (it may build the pyramid
+        first); the proposal goes into the view model and is committed."""
+        from ...roi import suggest
 
         if self.stack is None or self.task is not None:
             return None
         stack = self.stack
 
         def run(progress, cancel):
-            return suggest_roi(stack, progress=progress, cancel=cancel)
+            return suggest(stack, progress=progress, cancel=cancel)
 
-        self.task = Task(run, f"{stack.name}: finding the object")
-        self.task.done.connect(lambda roi, _s=stack: self._auto_done(_s, roi))
-        self.task.failed.connect(lambda exc, _s=stack: self._auto_failed(_s, exc))
+        self.task = Task(
+            run, f"{stack.name}: finding the object", "auto ROI", stack.path, stack.name
+        )
+        self.task.done.connect(lambda found, _s=stack: self._auto_done(_s, found))
+        self.task.failed.connect(self._auto_failed)
         self.auto_button.setEnabled(False)
         self.status.setText("finding the object …")
         return self.task.start()
 
-    def _auto_done(self, stack, roi) -> None:
+    def _auto_done(self, stack, found) -> None:
         from napari.utils.notifications import show_info
 
         from .._roi_model import model_for
 
         self.task = None
         self.auto_button.setEnabled(self.stack is not None)
-        model_for(stack).set_roi(roi)
-        self.status.setText(roi.reason)
-        show_info(f"{stack.name}: {roi.reason}")
+        model = model_for(stack)
+        model.set_selection(found, commit=False)
+        commit_model(model)
+        self.status.setText(found.roi.reason)
+        show_info(f"{stack.name}: {found.roi.reason}")
 
-    def _auto_failed(self, stack, exc: BaseException) -> None:
-        from napari.utils.notifications import show_error, show_info
-
-        from ...errors import Cancelled
-
+    def _auto_failed(self, text: str) -> None:
         self.task = None
         self.auto_button.setEnabled(self.stack is not None)
-        if isinstance(exc, Cancelled):
-            self.status.setText("auto ROI cancelled")
-            show_info(f"{stack.name}: auto ROI cancelled")
-            return
-        text = error_text(exc, stack.path)
-        self.status.setText(f"auto ROI failed: {text}")
-        show_error(f"auto ROI failed: {text}")
+        self.status.setText(text)
 
     # --- saving -----------------------------------------------------------------------------
 
     def save(self) -> None:
-        """Write a pending ROI edit to its stack's ROI file now (errors become a notification)."""
-        from napari.utils.notifications import show_error
-
-        self._save_timer.stop()
-        model, self._pending = self._pending, None
+        """Commit the model's ROI to its stack's ROI file now (errors become a notification)."""
+        model = self.model
         if model is None or not model.dirty:
             return
-        try:
-            path = model.save()
-        except Exception as exc:
-            where = model.stack.path if model.stack is not None else "ROI"
-            show_error(f"cannot save the ROI: {error_text(exc, where)}")
-            return
-        self.status.setText(f"ROI {describe(model.roi)} saved to {path}")
+        path = commit_model(model)
+        if path is not None:
+            self.status.setText(f"ROI {describe(model.roi)} saved to {path}")

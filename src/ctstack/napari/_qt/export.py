@@ -1,5 +1,6 @@
 """The Export widget: format, level, destination and naming of the current ROI, with its size
-shown before starting, a cancellable progress bar and a notification with the result.
+shown before starting (the engine's ``plan_export``), a cancellable progress bar and a
+notification with the result. The ROI and the 8-bit window are the stack's view model's.
 """
 
 from __future__ import annotations
@@ -18,13 +19,13 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
-from .._roi_model import describe, human_bytes, level_shapes, output_estimate
-from ._common import LayerFollower, Task, error_text, folder_picker, format_combo
+from ...export import EXTENSIONS, ExportPlan, level_shapes, output_name, plan_export
+from .._reader import pyramid_max_size
+from .._roi_model import describe
+from ._common import LayerFollower, Task, folder_picker, format_combo
 
 if TYPE_CHECKING:
     import napari
-
-EXTENSIONS = {"tiff-stack": ".tif", "ome-zarr": ".ome.zarr"}
 
 
 class ExportWidget(LayerFollower):
@@ -109,7 +110,7 @@ class ExportWidget(LayerFollower):
         chosen = self.level.currentData()
         self.level.blockSignals(True)
         self.level.clear()
-        for i, shape in enumerate(level_shapes(self.stack)):
+        for i, shape in enumerate(level_shapes(self.stack, pyramid_max_size(self.stack))):
             built = i < len(self.stack.levels)
             note = "" if built else " (built first)"
             self.level.addItem(f"{i}: {' x '.join(map(str, shape))}{note}", i)
@@ -128,38 +129,39 @@ class ExportWidget(LayerFollower):
     def output_path(self) -> Path:
         fmt = self.format.currentData()
         name = self.name.text().strip() or (self.stack.name if self.stack else "export")
-        return Path(self.folder.text()).expanduser() / (name + EXTENSIONS.get(fmt, ""))
+        return Path(self.folder.text()).expanduser() / output_name(name, fmt)
 
     def window(self) -> tuple[float, float] | None:
-        if not self.eight_bit.isChecked() or self.layer is None:
+        """The view model's window when 8-bit is asked for (it follows the layer's contrast)."""
+        if not self.eight_bit.isChecked() or self.model is None:
             return None
-        lo, hi = (float(v) for v in self.layer.contrast_limits)
-        return (lo, hi)
+        return self.model.window
 
-    def estimate(self) -> dict[str, Any] | None:
-        """Shape, dtype, file count and bytes of the export the current settings describe."""
+    def plan(self) -> ExportPlan | None:
+        """What the export the current settings describe would write (the engine's plan)."""
         if self.stack is None or self.model is None:
             return None
-        return output_estimate(
+        return plan_export(
             self.stack,
-            self.model.roi,
-            self.level.currentData() or 0,
-            self.format.currentData(),
-            self.eight_bit.isChecked(),
+            self.output_path(),
+            **self.model.roi.slices,
+            level=self.level.currentData() or 0,
+            format=self.format.currentData(),
+            window=self.window(),
+            pyramid_max_size=pyramid_max_size(self.stack),
         )
 
     def update_estimate(self, *_: Any) -> None:
-        est = self.estimate()
-        if est is None:
+        if self.stack is None or self.model is None:
             return
         roi = self.model.roi
         self.source.setText(f"{describe(roi)} ({roi.source})")
-        shape = " x ".join(map(str, est["shape"]))
-        files = f"{est['files']} file{'s' if est['files'] != 1 else ''}"
-        self.size.setText(
-            f"{shape} voxels at level {est['level']}, {est['dtype']}: {files}, "
-            f"about {human_bytes(est['bytes'])}"
-        )
+        try:
+            plan = self.plan()
+        except Exception as exc:  # e.g. 8-bit PNG only: say so before the export is started
+            self.size.setText(f"cannot export this: {exc}")
+            return
+        self.size.setText(plan.summary())
 
     # --- running --------------------------------------------------------------------------
 
@@ -192,9 +194,16 @@ class ExportWidget(LayerFollower):
                 **roi.slices,
             )
 
-        self.task = Task(run, f"{stack.name}: export to {out.name}")
+        self.task = Task(
+            run,
+            f"{stack.name}: export to {out.name}",
+            "export",
+            out,
+            stack.name,
+            f"; nothing was written to {out}",
+        )
         self.task.done.connect(self._done)
-        self.task.failed.connect(lambda exc, _out=out: self._failed(exc, _out))
+        self.task.failed.connect(self._finish)
         self.export_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.status.setText(f"exporting to {out} …")
@@ -217,16 +226,3 @@ class ExportWidget(LayerFollower):
         self.last_result = result
         self._finish(result.summary())
         show_info(f"{self.stack.name if self.stack else ''}: {result.summary()}")
-
-    def _failed(self, exc: BaseException, out: Path) -> None:
-        from napari.utils.notifications import show_error, show_info
-
-        from ...errors import Cancelled
-
-        if isinstance(exc, Cancelled):
-            self._finish(f"cancelled; nothing was written to {out}")
-            show_info(f"export to {out} cancelled ({exc}); nothing was written")
-            return
-        text = error_text(exc, out)
-        self._finish(f"failed: {text}")
-        show_error(f"export failed: {text}")

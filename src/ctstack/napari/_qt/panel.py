@@ -1,7 +1,8 @@
 """The Stack panel: what was opened, its voxel size, other series, the pyramid and 3D detail.
 
-A thin face over the Stack and the build controller: every action calls the engine or the
-Qt-free model (``_layer.py``); the panel follows the active plugin layer.
+A thin face over the Stack, its view model (the 3D level) and the build controller: every
+action calls the engine or the Qt-free model (``_layer.py``); the panel follows the active
+plugin layer.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from .._layer import META_KEY, levels_for_3d, max_size_setting, set_3d_level, stack_of
+from .._layer import META_KEY, chosen_3d_level, levels_for_3d, max_size_setting, stack_of
+from .._sync import set_3d_level
 from ._common import follow_layer_events
 from .build import controller_for
 
@@ -47,7 +49,11 @@ def _ranges(values: list[int]) -> str:
 
 
 def max_texture_3d() -> int | None:
-    """The GPU's largest 3D texture edge (None when it cannot be asked)."""
+    """The GPU's largest 3D texture edge (None when it cannot be asked).
+
+    napari has no public way to ask the GPU's limits; its private vispy helper is the one
+    place that knows, so this function is the plugin's one use of ``napari._vispy``.
+    """
     try:
         from napari._vispy.utils.gl import get_max_texture_sizes
 
@@ -239,7 +245,7 @@ class StackPanel(QWidget):
         for i in fit:
             shape = " x ".join(str(int(n)) for n in layer.level_shapes[i])
             self.detail.addItem(f"level {i}: {shape}", i)
-        chosen = layer.metadata.get(META_KEY, {}).get("level_3d")
+        chosen = chosen_3d_level(layer)
         index = self.detail.findData(chosen)
         self.detail.setCurrentIndex(max(index, 0))
 
@@ -268,6 +274,9 @@ class StackPanel(QWidget):
         stack.metadata["voxel_size_source"] = "user (stack panel)"
         facts = self.layer.metadata.get(META_KEY, {})
         facts["voxel_size"] = list(stack.voxel_size)
+        from ...viewmodel import model_for
+
+        model_for(stack).remeasure()  # ruler lengths follow the new voxel size
         self.layer.scale = stack.voxel_size
         self.viewer.reset_view()
         self.refresh()
@@ -281,7 +290,8 @@ class StackPanel(QWidget):
         """Reopen the current folder with another series, in place of the current layer."""
         from napari.layers import Layer
 
-        from .._reader import notify_error, read_stack, schedule_background_build
+        from .._reader import notify_error, read_stack
+        from .reader import schedule_background_build
 
         stack, old = stack_of(self.layer), self.layer
         try:

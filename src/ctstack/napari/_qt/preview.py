@@ -2,18 +2,17 @@
 slider driving it live, and "make mesh" adding the engine's surface as a Surface layer.
 
 The ROI's voxels are read in a worker; the preview layer sits where the ROI is (scale and
-translate of the level, from the engine's ``make_region``), so it lines up with the scan.
+translate of the level, from the engine's ``make_region``), so it lines up with the scan. The
+ROI and the threshold are the stack's view model's (a slider drag commits on release); the
+mesh comes back from the engine in memory (``ctstack.mesh`` without ``out``).
 """
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from qtpy.QtCore import Qt, QTimer
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
@@ -26,7 +25,7 @@ from qtpy.QtWidgets import (
 )
 
 from .._roi_model import describe, roi_on_level
-from ._common import LayerFollower, Task, error_text
+from ._common import LayerFollower, Task, commit_model
 
 if TYPE_CHECKING:
     import napari
@@ -34,19 +33,6 @@ if TYPE_CHECKING:
 STEPS = 1000  # threshold slider resolution
 MAX_PREVIEW = 256**3  # voxels: the default level is the finest whose ROI footprint fits
 MAX_TEXTURE = 2048
-
-
-def read_ply(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Vertices (x, y, z) and triangle faces of a binary little-endian PLY written by ctstack."""
-    raw = path.read_bytes()
-    end = raw.index(b"end_header\n") + len(b"end_header\n")
-    head = raw[:end].decode("ascii").splitlines()
-    counts = {ln.split()[1]: int(ln.split()[2]) for ln in head if ln.startswith("element")}
-    nv, nf = counts["vertex"], counts["face"]
-    verts = np.frombuffer(raw, "<f4", nv * 3, end).reshape(nv, 3)
-    rec = np.dtype([("n", "u1"), ("i", "<i4", 3)])
-    faces = np.frombuffer(raw, rec, nf, end + nv * 12)["i"]
-    return verts.astype(np.float32), faces.astype(np.int64)
 
 
 class PreviewWidget(LayerFollower):
@@ -59,10 +45,6 @@ class PreviewWidget(LayerFollower):
         self.surface = None  # the last Surface layer made
         self._range = (0.0, 1.0)
         self._updating = False
-        self._save_timer = QTimer(self)
-        self._save_timer.setSingleShot(True)
-        self._save_timer.setInterval(500)
-        self._save_timer.timeout.connect(self._save)
 
         self.region = QLabel("-")
         self.region.setWordWrap(True)
@@ -96,11 +78,12 @@ class PreviewWidget(LayerFollower):
         layout.addStretch(1)
 
         self.slider.valueChanged.connect(self._slider_moved)
+        self.slider.sliderReleased.connect(self._commit)
+        self.value.setKeyboardTracking(False)  # a typed value counts when entered
         self.value.valueChanged.connect(self._value_typed)
         self.show_button.clicked.connect(self.show_preview)
         self.mesh_button.clicked.connect(self.make_mesh)
         self.cancel_button.clicked.connect(self.cancel)
-        self.destroyed.connect(self._save_timer.stop)
         self._follow()
 
     # --- following ------------------------------------------------------------------------
@@ -116,14 +99,16 @@ class PreviewWidget(LayerFollower):
         if not same_stack:
             lo, hi = (float(v) for v in self.layer.contrast_limits)
             self.set_range(lo, hi)
-            thr = self.model.roi.threshold
+            thr = self.model.threshold
             self.set_threshold(thr if thr is not None else (lo + hi) / 2, store=False)
         self._roi_changed(self.model.roi)
 
     def _roi_changed(self, roi) -> None:
         self.region.setText(f"{describe(roi)} ({roi.source})")
-        if roi.threshold is not None and not self._updating:
-            self.set_threshold(roi.threshold, store=False)
+
+    def _threshold_changed(self, value) -> None:
+        if value is not None and not self._updating:
+            self.set_threshold(value, store=False)
 
     def level_shapes(self) -> list[tuple[int, ...]]:
         return [tuple(int(n) for n in a.shape) for a in self.stack.levels]
@@ -157,7 +142,8 @@ class PreviewWidget(LayerFollower):
         return float(self.value.value())
 
     def set_threshold(self, value: float, store: bool = True) -> None:
-        """Move slider and field to ``value``; drive the iso layer and (``store``) the ROI."""
+        """Move slider and field to ``value``; drive the iso layer and (``store``) the model's
+        threshold, committed at once unless the slider is being dragged."""
         lo, hi = self._range
         self._updating = True
         try:
@@ -170,10 +156,11 @@ class PreviewWidget(LayerFollower):
         if store and self.model is not None:
             self._updating = True
             try:
-                self.model.set(threshold=float(value))
+                self.model.set_threshold(float(value), commit=False)
             finally:
                 self._updating = False
-            self._save_timer.start()
+            if not self.slider.isSliderDown():
+                self._commit()
 
     def _slider_moved(self, pos: int) -> None:
         if not self._updating:
@@ -184,14 +171,9 @@ class PreviewWidget(LayerFollower):
         if not self._updating:
             self.set_threshold(value)
 
-    def _save(self) -> None:
-        from napari.utils.notifications import show_error
-
+    def _commit(self) -> None:
         if self.model is not None and self.model.dirty:
-            try:
-                self.model.save()
-            except Exception as exc:
-                show_error(f"cannot save the ROI: {error_text(exc, self.stack.path)}")
+            commit_model(self.model)
 
     # --- running --------------------------------------------------------------------------
 
@@ -199,9 +181,9 @@ class PreviewWidget(LayerFollower):
         if self.stack is None or self.task is not None:
             return None
         stack = self.stack
-        self.task = Task(fn, f"{stack.name}: {desc}")
+        self.task = Task(fn, f"{stack.name}: {desc}", desc, stack.path, stack.name)
         self.task.done.connect(done)
-        self.task.failed.connect(lambda exc, _s=stack, _d=desc: self._failed(_s, _d, exc))
+        self.task.failed.connect(self._finish)
         for w in (self.show_button, self.mesh_button):
             w.setEnabled(False)
         self.cancel_button.setEnabled(True)
@@ -214,19 +196,6 @@ class PreviewWidget(LayerFollower):
             w.setEnabled(self.stack is not None)
         self.cancel_button.setEnabled(False)
         self.status.setText(text)
-
-    def _failed(self, stack, desc: str, exc: BaseException) -> None:
-        from napari.utils.notifications import show_error, show_info
-
-        from ...errors import Cancelled
-
-        if isinstance(exc, Cancelled):
-            self._finish(f"{desc}: cancelled")
-            show_info(f"{stack.name}: {desc} cancelled")
-            return
-        text = error_text(exc, stack.path)
-        self._finish(f"{desc} failed: {text}")
-        show_error(f"{desc} failed: {text}")
 
     def cancel(self) -> None:
         if self.task is not None:
@@ -276,30 +245,19 @@ class PreviewWidget(LayerFollower):
         stack, roi = self.stack, self.model.roi
         level, threshold = self.level.currentData() or 0, self.threshold()
 
-        def run(progress, cancel) -> tuple[Any, np.ndarray, np.ndarray]:
-            tmp = Path(tempfile.mkdtemp(prefix="ctstack-mesh-"))
-            try:
-                result = mesh(
-                    stack,
-                    tmp / "surface.ply",
-                    threshold,
-                    level=level,
-                    progress=progress,
-                    cancel=cancel,
-                    **roi.slices,
-                )
-                verts, faces = read_ply(result.path)
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
-            return result, verts[:, ::-1].copy(), faces  # (x, y, z) -> napari's (z, y, x)
+        def run(progress, cancel) -> Any:
+            return mesh(
+                stack, None, threshold, level=level, progress=progress, cancel=cancel, **roi.slices
+            )
 
         return self._run(
-            run, "making the mesh", lambda out, _s=stack: self._mesh_done(_s, threshold, *out)
+            run, "making the mesh", lambda found, _s=stack: self._mesh_done(_s, threshold, found)
         )
 
-    def _mesh_done(self, stack, threshold: float, result, verts, faces) -> None:
+    def _mesh_done(self, stack, threshold: float, found) -> None:
         from napari.utils.notifications import show_info, show_warning
 
+        verts, faces = found.zyx, found.faces  # (x, y, z) -> napari's (z, y, x)
         if len(faces) == 0:
             self._finish("the mesh is empty: no voxel crosses this threshold in the ROI")
             show_warning(f"{stack.name}: no surface at threshold {threshold:g} in the ROI")
@@ -312,7 +270,7 @@ class PreviewWidget(LayerFollower):
         )
         text = (
             f"mesh at threshold {threshold:g}: {len(verts)} vertices, {len(faces)} faces, "
-            f"{result.region}"
+            f"{found.region}"
         )
         self._finish(text)
         show_info(f"{stack.name}: {text}")
