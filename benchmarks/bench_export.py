@@ -24,7 +24,7 @@ def _region(quick: bool) -> dict[str, slice]:
 
 def _read_floor(stack, region) -> float:
     """Seconds to decode and crop the region's slices with the exporter's own read-ahead."""
-    from ctstack.export.planes import PlaneReader, iter_planes, resolve
+    from ctstack._export.planes import PlaneReader, iter_planes, resolve
 
     reg = resolve(stack, region["z"], region["y"], region["x"], 0)
     t0 = time.perf_counter()

@@ -10,8 +10,8 @@ import pytest
 import tifffile
 
 import ctstack
+from ctstack._export.guard import MARKER
 from ctstack.errors import Cancelled, ExportError
-from ctstack.export.guard import MARKER
 from tests.test_export_reference import (
     VOXEL,
     leftovers,
@@ -263,7 +263,7 @@ def test_write_failure_mid_way_removes_partial_output(
 ):
     import os
 
-    from ctstack.export import ome_zarr, slices, tiff_stack
+    from ctstack._export import ome_zarr, slices, tiff_stack
 
     folder, _ = u16
     before = snapshot(folder)
@@ -305,7 +305,7 @@ def test_write_failure_mid_way_removes_partial_output(
 def test_not_enough_space_is_checked_first(u16, tmp_path, monkeypatch):
     import shutil
 
-    from ctstack.export import NotEnoughSpace
+    from ctstack._export import NotEnoughSpace
 
     usage = shutil.disk_usage(tmp_path)
     monkeypatch.setattr(shutil, "disk_usage", lambda p: usage._replace(free=1000))

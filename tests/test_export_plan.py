@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import ctstack
+from ctstack._export import output_name, plan_export
 from ctstack.cli import main
 from ctstack.errors import LevelNotAvailable, UnsupportedExport
-from ctstack.export import output_name, plan_export
 from ctstack.stack import Stack
 from tests.test_export_reference import make_volume, write_slices
 

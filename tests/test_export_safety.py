@@ -19,9 +19,9 @@ import pytest
 import tifffile
 
 import ctstack
+from ctstack._export import guard, ome_zarr
 from ctstack.cli import main
 from ctstack.errors import ExportError, OutputExists
-from ctstack.export import guard, ome_zarr
 from tests.test_export_reference import leftovers, make_volume, snapshot, write_slices
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -257,8 +257,8 @@ REAL_DISK_FULL = textwrap.dedent(
     """
     import json, os, sys
     import ctstack
-    from ctstack.export import writing
-    import ctstack.export as ex
+    from ctstack._export import writing
+    import ctstack._export as ex
     ex.check_space = lambda folder, need: None  # the disk fills after the check, as when
     # another program writes at the same time
     src, disk, fmt = sys.argv[1:4]
@@ -307,7 +307,7 @@ def test_real_full_disk_leaves_nothing(tmp_path, fmt):
 
 def test_next_export_sweeps_what_a_killed_export_left(src, tmp_path):
     out = tmp_path / "out.zarr"
-    host = guard_host = ctstack.export.writing._host()
+    host = guard_host = ctstack._export.writing._host()
     assert guard_host == host
     dead = _dead_pid()
     stale_dir = tmp_path / f".out.zarr.ctstack-tmp-{dead}-0123abcd-{host}"

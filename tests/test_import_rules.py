@@ -242,11 +242,11 @@ def test_gui_and_worker_code_leaves_the_warnings_filter_alone():
     ``open_stack(report=...)``; none of them mutates the process-wide warnings filter."""
     owned = [m for m in MODULES if _within(m, NAPARI)] + [
         "ctstack.batch",
-        "ctstack.mesh",
+        "ctstack._mesh",
         "ctstack.roi",
         "ctstack.viewmodel",
         "ctstack.windows",
-        "ctstack.export",
+        "ctstack._export",
         "ctstack._cli.export",
         "ctstack._cli.mesh",
     ]

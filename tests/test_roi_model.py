@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import ctstack
-from ctstack.export import plan_export
+from ctstack._export import plan_export
 from ctstack.sample import write_phantom_stack
 
 napari = pytest.importorskip("napari")

@@ -22,9 +22,14 @@ _LAZY = {
     "Stack": "ctstack.stack",
     "errors": "ctstack.errors",
     "sample": "ctstack.sample",
-    "export": "ctstack.export",
-    "mesh": "ctstack.mesh",
+    "export": "ctstack._export",
+    "plan_export": "ctstack._export",
+    "ExportResult": "ctstack._export",
+    "mesh": "ctstack._mesh",
+    "Mesh": "ctstack._mesh",
     "suggest_roi": "ctstack.roi",
+    "model_for": "ctstack.viewmodel",
+    "ViewModel": "ctstack.viewmodel",
 }
 
 __all__ = ["__version__", "backend", "downsample", *_LAZY]
@@ -35,7 +40,6 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module 'ctstack' has no attribute {name!r}")
     mod = importlib.import_module(module)
-    # ctstack.export and ctstack.mesh are modules that are also callable (see _callable.py)
     value = mod if module == f"ctstack.{name}" else getattr(mod, name)
     globals()[name] = value
     return value

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._export.writing import ExportResult, human_bytes
 from .errors import Cancelled, CTStackError
-from .export.writing import ExportResult, human_bytes
 
 if TYPE_CHECKING:
-    from .export import ExportPlan
+    from ._export import ExportPlan
 
 MESH_FORMATS = ("stl", "ply", "obj")
 
@@ -120,7 +120,7 @@ def find_stacks(paths: Iterable[str | Path]) -> list[Path]:
 
 def output_name(path: Path, fmt: str) -> str:
     """``<stack name>`` for slice folders, plus ``.tif``, ``.ome.zarr`` or ``.<mesh>``."""
-    from .export import output_name as name_for
+    from ._export import output_name as name_for
 
     return name_for(Path(path).name, fmt)
 
@@ -149,8 +149,8 @@ def run_batch(
     each stack's notes (``open_stack(report=)``). A set ``cancel`` stops the batch (Cancelled)
     after cleaning up.
     """
-    from .export import export, plan_export
-    from .mesh import mesh
+    from ._export import export, plan_export
+    from ._mesh import mesh
     from .roi import resolve_selection
     from .stack import open_stack
 

@@ -136,7 +136,7 @@ def region_of(args: argparse.Namespace, stack) -> dict:
 
 
 def open_for(args: argparse.Namespace, path: str):
-    from ..export.planes import level_array
+    from .._export.planes import level_array
     from ..stack import open_stack
 
     stack = open_stack(path, report=quiet)
@@ -206,8 +206,8 @@ def _item_json(item) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .._export import export, plan_export
     from ..errors import InvalidArgument
-    from ..export import export, plan_export
 
     inputs, out, batch = split_paths(args)
     window = parse_window(args.window)

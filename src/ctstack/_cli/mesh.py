@@ -54,7 +54,7 @@ def _threshold(text: str) -> float | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..mesh import mesh
+    from .._mesh import mesh
     from ..roi import suggest
 
     inputs, out, batch = split_paths(args)

@@ -94,7 +94,7 @@ def physical_box(stack: Stack, roi: ROI) -> tuple[np.ndarray, np.ndarray]:
 
 def roi_on_level(roi: ROI, level: int, shape: tuple[int, int, int]) -> tuple[Range, Range, Range]:
     """The level-k footprint ``[floor(a / 2^k), ceil(b / 2^k))`` of a level-0 ROI."""
-    from ..export.regions import level_range
+    from .._export.regions import level_range
 
     return tuple(
         level_range(r, level, n) for r, n in zip((roi.z, roi.y, roi.x), shape, strict=True)

@@ -19,7 +19,7 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
-from ...export import EXTENSIONS, ExportPlan, level_shapes, output_name, plan_export
+from ..._export import EXTENSIONS, ExportPlan, level_shapes, output_name, plan_export
 from .._reader import pyramid_max_size
 from .._roi_model import describe
 from ._common import LayerFollower, Task, folder_picker, format_combo
@@ -171,7 +171,7 @@ class ExportWidget(LayerFollower):
 
     def start(self) -> Task | None:
         """Start the export in a worker thread (one at a time)."""
-        from ...export import export
+        from ..._export import export
 
         if self.stack is None or self.task is not None:
             return None

@@ -203,7 +203,7 @@ class PreviewWidget(LayerFollower):
 
     def show_preview(self) -> Task | None:
         """Read the ROI at the chosen level in a worker, then show it with iso rendering."""
-        from ...export.regions import make_region
+        from ..._export.regions import make_region
 
         stack, roi, level = self.stack, self.model.roi, self.level.currentData() or 0
 
@@ -240,7 +240,7 @@ class PreviewWidget(LayerFollower):
 
     def make_mesh(self) -> Task | None:
         """Run the engine's mesh on the ROI (at the level, threshold) and add a Surface layer."""
-        from ...mesh import mesh
+        from ..._mesh import mesh
 
         stack, roi = self.stack, self.model.roi
         level, threshold = self.level.currentData() or 0, self.threshold()

@@ -1,8 +1,7 @@
 """Export a region of a stack, at any pyramid level, as TIFF/PNG/BMP slices, one multi-page
 TIFF, or a multiscale OME-Zarr image.
 
-``ctstack.export(stack, out, ...)`` is this module called as a function (the module is
-callable, so ``import ctstack.export`` and the public name ``ctstack.export`` agree).
+``ctstack.export(stack, out, ...)`` is :func:`export` re-exported from the package root.
 Every export streams planes in bounded memory, reports ``progress(done, total)``, honours a
 ``cancel`` event, checks free disk space first, writes under a temporary name and renames it
 into place, never overwrites without ``overwrite=True``, and removes partial output on failure.
@@ -20,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .._callable import make_callable
 from ..errors import LevelNotAvailable, NotEnoughSpace, OutputExists, UnsupportedExport
 from ..pyramid import DEFAULT_MAX_SIZE
 from .guard import check_prefix, check_target
@@ -295,6 +293,3 @@ def _ome_zarr(
         stage.elapsed(),
         extra={"levels": n, "ngff_version": version},
     )
-
-
-make_callable(__name__, export)

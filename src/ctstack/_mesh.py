@@ -1,7 +1,7 @@
 """Surface meshes of a region: scikit-image marching cubes, slab by slab in bounded memory.
 
-``ctstack.mesh(stack, out=None, threshold, ...)`` is this module called as a function and
-returns a :class:`Mesh`. Vertices are ``(x, y, z)`` in physical world units (region origin
+``ctstack.mesh(stack, out=None, threshold, ...)`` is :func:`mesh` re-exported from the package
+root; it returns a :class:`Mesh`. Vertices are ``(x, y, z)`` in physical world units (region origin
 included: voxel ``i`` of level k sits at ``origin + (i * 2**k + (2**k - 1) / 2) * voxel``).
 Without ``out`` the vertices and faces are returned in memory; with ``out`` they stream to a
 binary STL, binary PLY or OBJ file chosen by the extension (and are kept in memory only when
@@ -21,11 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._callable import make_callable
+from ._export.guard import check_target
+from ._export.planes import PlaneReader, iter_planes, resolve
+from ._export.writing import ExportResult, Staging, check_space
 from .errors import UnsupportedExport
-from .export.guard import check_target
-from .export.planes import PlaneReader, iter_planes, resolve
-from .export.writing import ExportResult, Staging, check_space
 
 if TYPE_CHECKING:
     from .stack import Stack
@@ -316,6 +315,3 @@ def _run(stack, region, threshold, invert, sinks, progress, cancel) -> _Slabber:
         for sink in sinks:
             sink.close(ok, slabber.n_vertices, slabber.n_faces)
     return slabber
-
-
-make_callable(__name__, mesh)
