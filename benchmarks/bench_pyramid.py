@@ -387,10 +387,6 @@ def _goals(labels: list[str], all_results: list[dict[str, CaseResult]], quick: b
 
 
 def _ctstack_fsync_text() -> str:
-    from ctstack import cache
-
-    if cache.FSYNC:
-        return "fsyncs its entry"
     return "does not fsync (a torn entry is caught by its chunk sizes at load)"
 
 

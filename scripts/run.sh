@@ -62,6 +62,9 @@ run_tests() {
     .venv/bin/ruff check src tests benchmarks docs notebooks
     .venv/bin/ruff format --check src tests benchmarks docs notebooks
     (cd rust && cargo fmt --check && cargo clippy --release --all-targets -q -- -D warnings)
+    say "types: mypy on src/ctstack, stubtest of the Rust extension's stub (_core.pyi)"
+    .venv/bin/mypy
+    .venv/bin/python -m mypy.stubtest ctstack._core --allowlist tests/stubtest-allowlist.txt
     say "Rust unit tests"
     (cd rust && LD_LIBRARY_PATH="$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" cargo test --release -q)
     say "engine tests on the numpy fallback (CTSTACK_NO_RUST=1)"

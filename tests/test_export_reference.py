@@ -1,6 +1,7 @@
 """Plain-numpy references and small stack writers shared by the export/mesh/ROI/batch tests.
 
-Independent of the engine on purpose: the pyramid rule is re-implemented from DESIGN.md.
+Independent of the engine on purpose: the pyramid rule is re-implemented from its definition in
+docs/architecture.md ("The pyramid, exactly").
 """
 
 from __future__ import annotations

@@ -15,7 +15,8 @@ DTYPES = [d.name for d in KERNEL_DTYPES]
 
 
 def reference_downsample(volume: np.ndarray) -> np.ndarray:
-    """DESIGN.md's definition written as plainly as possible, one output voxel at a time."""
+    """The definition in docs/architecture.md ("The pyramid, exactly") written as plainly as
+    possible, one output voxel at a time."""
     nz, ny, nx = volume.shape
     values = volume.tolist()  # Python ints / floats: exact sums, IEEE float64 arithmetic
     is_float = volume.dtype.kind == "f"
@@ -43,7 +44,7 @@ def reference_downsample(volume: np.ndarray) -> np.ndarray:
             plane.append(row)
         out.append(plane)
     result = np.array(out, dtype=np.float64 if is_float else object).astype(volume.dtype)
-    if is_float:  # DESIGN: any NaN result is stored as the canonical quiet NaN
+    if is_float:  # any NaN result is stored as the canonical quiet NaN (docs/architecture.md)
         result[np.isnan(result)] = np.nan
     return result
 

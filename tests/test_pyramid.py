@@ -24,7 +24,8 @@ from .conftest import REAL_SCANS, real_scan
 
 
 def reference_level(volume: np.ndarray) -> np.ndarray:
-    """DESIGN.md's level arithmetic with numpy reshapes (sums in int64/float64, padded edges)."""
+    """The level arithmetic of docs/architecture.md ("The pyramid, exactly") with numpy reshapes
+    (sums in int64/float64, padded edges)."""
     pad = [(0, n % 2) for n in volume.shape]
     wide = np.float64 if volume.dtype.kind == "f" else np.int64
     padded = np.pad(volume.astype(wide), pad)

@@ -1,9 +1,11 @@
 """Type stubs of the Rust extension ``ctstack._core`` (rust/src/lib.rs)."""
 
-from typing import Literal, TypeAlias
+from typing import Literal, TypeAlias, final
 
 import numpy as np
 import numpy.typing as npt
+
+__all__ = ["DTYPES", "Cascade", "__version__", "downsample"]
 
 __version__: str
 
@@ -19,10 +21,11 @@ def downsample(volume: npt.NDArray[np.generic]) -> npt.NDArray[np.generic]:
     Accepts the ``DTYPES`` in native byte order; the GIL is released while it runs.
     """
 
+@final
 class Cascade:
     """Streaming pyramid builder: feed source planes in z order, get every level's planes."""
 
-    def __init__(self, height: int, width: int, levels: int, dtype: DType) -> None: ...
+    def __new__(cls, height: int, width: int, levels: int, dtype: DType) -> Cascade: ...
     def push(
         self, plane: npt.NDArray[np.generic], outs: list[npt.NDArray[np.generic]]
     ) -> list[tuple[int, int]]:

@@ -23,7 +23,9 @@ import numpy as np
 
 from ._export.guard import check_target
 from ._export.planes import PlaneReader, iter_planes, resolve
+from ._export.regions import Region
 from ._export.writing import ExportResult, Staging, check_space
+from ._types import AxisRange, Progress, StrPath
 from .errors import UnsupportedExport
 
 if TYPE_CHECKING:
@@ -46,7 +48,7 @@ class Mesh:
     faces: np.ndarray | None
     n_vertices: int
     n_faces: int
-    bounds: list | None
+    bounds: list[list[float]] | None
     threshold: float
     level: int
     region: str
@@ -101,7 +103,7 @@ class _Memory:
 class _Sink:
     """Receives slabs of (world vertices, faces with global indices) and writes one format."""
 
-    def __init__(self, path: Path, fmt: str, header: str):
+    def __init__(self, path: Path, fmt: str, header: str) -> None:
         self.path, self.fmt = path, fmt
         self.n_vertices = self.n_faces = 0
         self.side = [path.with_name(path.name + s) for s in (".v", ".f")] if fmt == "ply" else []
@@ -165,7 +167,14 @@ class _Slabber:
     """Runs marching cubes on overlapping slabs, merges the vertices of shared planes and hands
     each slab to every sink (a file, memory); counts vertices, faces and bounds."""
 
-    def __init__(self, sinks: list, threshold: float, spacing, origin, invert: bool):
+    def __init__(
+        self,
+        sinks: list[_Memory | _Sink],
+        threshold: float,
+        spacing: tuple[float, float, float],
+        origin: tuple[float, float, float],
+        invert: bool,
+    ) -> None:
         self.sinks = sinks
         self.n_vertices = self.n_faces = 0
         self.lo = np.full(3, np.inf)
@@ -192,7 +201,7 @@ class _Slabber:
         new = np.ones(len(verts), bool)
         base = self.n_vertices
         count = 0
-        for i, (zv, key) in enumerate(zip(verts[:, 0], keys, strict=False)):
+        for i, (zv, key) in enumerate(zip(verts[:, 0], keys, strict=True)):
             if zv == 0.0 and key in self.shared:
                 index[i], new[i] = self.shared[key], False
             else:
@@ -213,16 +222,16 @@ class _Slabber:
 
 
 def mesh(
-    stack: Stack | str | Path,
-    out: str | Path | None = None,
+    stack: Stack | StrPath,
+    out: StrPath | None = None,
     threshold: float | None = None,
     level: int = 0,
-    z: Any = None,
-    y: Any = None,
-    x: Any = None,
+    z: AxisRange = None,
+    y: AxisRange = None,
+    x: AxisRange = None,
     invert: bool = False,
     overwrite: bool = False,
-    progress=None,
+    progress: Progress | None = None,
     cancel: threading.Event | None = None,
     keep: bool | None = None,
 ) -> Mesh:
@@ -254,7 +263,8 @@ def mesh(
         )
     memory = _Memory() if keep else None
     if out is None:
-        slabber = _run(stack, region, threshold, invert, [memory], progress, cancel)
+        kept: list[_Memory | _Sink] = [] if memory is None else [memory]
+        slabber = _run(stack, region, threshold, invert, kept, progress, cancel)
         result = None
     else:
         # a generous guess: a surface rarely has more triangles than 4 per voxel of one plane
@@ -262,7 +272,7 @@ def mesh(
         header = f"ctstack mesh of {stack.name} {region.describe()} threshold {threshold:g}"
         with Staging(out, overwrite, folder=False, fmt=fmt) as stage:
             sink = _Sink(stage.tmp, fmt, header)
-            sinks = [sink] if memory is None else [sink, memory]
+            sinks: list[_Memory | _Sink] = [sink] if memory is None else [sink, memory]
             slabber = _run(stack, region, threshold, invert, sinks, progress, cancel)
             stage.commit()
         result = ExportResult(
@@ -294,7 +304,15 @@ def mesh(
     return found
 
 
-def _run(stack, region, threshold, invert, sinks, progress, cancel) -> _Slabber:
+def _run(
+    stack: Stack,
+    region: Region,
+    threshold: float,
+    invert: bool,
+    sinks: list[_Memory | _Sink],
+    progress: Progress | None,
+    cancel: threading.Event | None,
+) -> _Slabber:
     """Stream the region's planes through marching cubes into ``sinks``; close them after."""
     reader = PlaneReader(stack, region, None)
     slabber = _Slabber(sinks, threshold, region.voxel_size, region.origin, invert)

@@ -162,7 +162,9 @@ class NumpyCascade:
         self._produced[i] += 1
         self._feed(i + 1, outs[i], outs, done)
 
-    def _feed(self, i: int, plane: np.ndarray, outs: list[np.ndarray], done: list) -> None:
+    def _feed(
+        self, i: int, plane: np.ndarray, outs: list[np.ndarray], done: list[tuple[int, int]]
+    ) -> None:
         if i >= len(self._levels):
             return
         acc = self._levels[i]

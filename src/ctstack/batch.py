@@ -19,6 +19,11 @@ from .errors import Cancelled, CTStackError
 
 if TYPE_CHECKING:
     from ._export import ExportPlan
+    from .roi import ROI, Selection
+    from .stack import Stack
+
+    RoiChoice = str | ROI | Selection | dict[str, Any] | None
+    """What ``resolve_selection`` takes: "saved", "auto", "full", an ROI, a Selection, a dict."""
 
 MESH_FORMATS = ("stl", "ply", "obj")
 
@@ -45,7 +50,7 @@ class BatchItem:
 
     path: Path
     out: Path | None = None
-    roi: Any = None
+    roi: ROI | None = None
     threshold: float | None = None  # the mesh threshold used (mesh batches)
     plan: ExportPlan | None = None  # what the export was planned to write (export batches)
     result: ExportResult | None = None
@@ -71,8 +76,8 @@ class BatchSummary:
         """A few lines: one per stack (what went where, or why not), then the totals."""
         lines = []
         for item in self.items:
-            if item.ok:
-                r = item.result
+            r = item.result
+            if r is not None:  # item.ok
                 lines.append(
                     f"ok      {item.path} -> {r.path} ({len(r.files)} files, "
                     f"{human_bytes(r.bytes)}, {r.seconds:.1f} s)"
@@ -129,7 +134,7 @@ def run_batch(
     paths: Iterable[str | Path],
     out_dir: str | Path,
     format: str = "tiff",
-    roi: Any = "saved",
+    roi: RoiChoice | Callable[[Stack], RoiChoice] = "saved",
     level: int = 0,
     window: tuple[float, float] | None = None,
     overwrite: bool = False,
@@ -166,7 +171,7 @@ def run_batch(
         summary.items.append(item)
         emit(BatchEvent("start", index, count, path))
 
-        def progress(done: int, total: int, _i=index, _p=path) -> None:
+        def progress(done: int, total: int, _i: int = index, _p: Path = path) -> None:
             emit(BatchEvent("progress", _i, count, _p, done, total))
 
         try:
@@ -179,17 +184,17 @@ def run_batch(
             stack = open_stack(path, report=report)
             chosen = roi(stack) if callable(roi) else roi
             selection = resolve_selection(stack, chosen)
-            item.roi = selection.roi
-            region = item.roi.slices
+            item.roi = chosen_roi = selection.roi
+            zs, ys, xs = (chosen_roi.slices[a] for a in "zyx")
             if format in MESH_FORMATS:
                 thr = threshold if threshold is not None else selection.threshold
                 if thr is None:
                     raise CTStackError(
                         f"{path}: no threshold given and none found by the ROI "
-                        f"({item.roi.reason or item.roi.source})"
+                        f"({chosen_roi.reason or chosen_roi.source})"
                     )
                 item.threshold = thr
-                item.result = mesh(
+                result = mesh(
                     stack,
                     item.out,
                     thr,
@@ -198,18 +203,22 @@ def run_batch(
                     overwrite=overwrite,
                     progress=progress,
                     cancel=cancel,
-                    **region,
+                    z=zs,
+                    y=ys,
+                    x=xs,
                 ).result
+                if result is None:  # not reached: a mesh written to a file has a result
+                    raise CTStackError(f"{path}: the mesh was not written")
             else:
                 item.plan = plan_export(
-                    stack, item.out, level=level, format=format, window=window, **region
+                    stack, item.out, zs, ys, xs, level=level, format=format, window=window
                 )
                 emit(
                     BatchEvent(
                         "planned", index, count, path, message=item.plan.summary(), plan=item.plan
                     )
                 )
-                item.result = export(
+                result = export(
                     stack,
                     item.out,
                     level=level,
@@ -218,14 +227,13 @@ def run_batch(
                     window=window,
                     progress=progress,
                     cancel=cancel,
-                    **region,
+                    z=zs,
+                    y=ys,
+                    x=xs,
                     **options,
                 )
-            emit(
-                BatchEvent(
-                    "done", index, count, path, message=item.result.summary(), result=item.result
-                )
-            )
+            item.result = result
+            emit(BatchEvent("done", index, count, path, message=result.summary(), result=result))
         except Cancelled as exc:
             item.error = str(exc)
             emit(BatchEvent("failed", index, count, path, message=str(exc)))

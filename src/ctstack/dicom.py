@@ -11,7 +11,9 @@ from __future__ import annotations
 import statistics
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -71,7 +73,7 @@ class DicomHeader:
     spacing: tuple[float, float] | None
     instance: int | None
     transfer_syntax: str
-    info: dict = field(default_factory=dict)
+    info: dict[str, str] = field(default_factory=dict)
 
     def value_range(self) -> tuple[float, float]:
         """The stored value range the header allows, after rescaling."""
@@ -82,12 +84,22 @@ class DicomHeader:
         return min(ends), max(ends)
 
 
-def _floats(value, n: int) -> tuple[float, ...] | None:
+def _floats(value: Any, n: int) -> tuple[float, ...] | None:
     try:
         out = tuple(float(v) for v in value)
     except (TypeError, ValueError):
         return None
     return out if len(out) == n else None
+
+
+def _point(value: Any) -> tuple[float, float, float] | None:
+    out = _floats(value, 3)
+    return None if out is None else (out[0], out[1], out[2])
+
+
+def _pair(value: Any) -> tuple[float, float] | None:
+    out = _floats(value, 2)
+    return None if out is None else (out[0], out[1])
 
 
 def read_header(path: Path) -> DicomHeader:
@@ -117,7 +129,7 @@ def read_header(path: Path) -> DicomHeader:
         raise UnsupportedFormat(f"{path}: {bits}-bit DICOM pixels are not supported")
     stored = np.dtype(f"{'i' if signed else 'u'}{max(bits, 8) // 8}")
     has_rescale = "RescaleSlope" in ds or "RescaleIntercept" in ds
-    meta = ds.file_meta if hasattr(ds, "file_meta") else {}
+    meta: Any = ds.file_meta if hasattr(ds, "file_meta") else {}
     tsuid = str(getattr(meta, "TransferSyntaxUID", "") or "1.2.840.10008.1.2")
     info = {
         k: str(ds.get(k))
@@ -134,9 +146,9 @@ def read_header(path: Path) -> DicomHeader:
         slope=float(ds.get("RescaleSlope", 1) or 1),
         intercept=float(ds.get("RescaleIntercept", 0) or 0),
         has_rescale=has_rescale,
-        position=_floats(ds.get("ImagePositionPatient"), 3),
+        position=_point(ds.get("ImagePositionPatient")),
         orientation=_floats(ds.get("ImageOrientationPatient"), 6),
-        spacing=_floats(ds.get("PixelSpacing"), 2),
+        spacing=_pair(ds.get("PixelSpacing")),
         instance=int(ds.InstanceNumber) if ds.get("InstanceNumber") not in (None, "") else None,
         transfer_syntax=tsuid,
         info=info,
@@ -216,12 +228,23 @@ def _normal(orientation: tuple[float, ...] | None) -> np.ndarray | None:
     return normal / norm if norm > 0 else None
 
 
+def _positions(headers: list[DicomHeader]) -> list[tuple[float, float, float]] | None:
+    """Every header's ImagePositionPatient, in order; None when one of them lacks it."""
+    out = [h.position for h in headers if h.position is not None]
+    return out if len(out) == len(headers) else None
+
+
 def _order(headers: list[DicomHeader], notes: list[str]) -> tuple[list[DicomHeader], str]:
     normal = next((n for h in headers if (n := _normal(h.orientation)) is not None), None)
-    if normal is not None and all(h.position is not None for h in headers):
-        keyed = sorted(headers, key=lambda h: (float(np.dot(h.position, normal)), h.path.name))
-        dist = [float(np.dot(h.position, normal)) for h in keyed]
-        for a, b, ha, hb in zip(dist, dist[1:], keyed, keyed[1:], strict=False):
+    positions = _positions(headers)
+    if normal is not None and positions is not None:
+        placed = sorted(
+            zip(headers, positions, strict=True),
+            key=lambda hp: (float(np.dot(hp[1], normal)), hp[0].path.name),
+        )
+        keyed = [h for h, _ in placed]
+        dist = [float(np.dot(p, normal)) for _, p in placed]
+        for (a, ha), (b, hb) in pairwise(zip(dist, keyed, strict=True)):
             if abs(b - a) < 1e-4:
                 raise DuplicateSliceNumber(
                     f"{ha.path} and {hb.path} lie at the same slice position ({a:.4f} mm); "
@@ -246,9 +269,10 @@ def _voxel_size(
     spacing = next((h.spacing for h in headers if h.spacing), None)
     y, x = (spacing[0], spacing[1]) if spacing else (1.0, 1.0)
     normal = next((n for h in headers if (n := _normal(h.orientation)) is not None), None)
+    positions = _positions(headers)
     z = None
-    if normal is not None and len(headers) > 1 and all(h.position for h in headers):
-        dist = np.diff([float(np.dot(h.position, normal)) for h in headers])
+    if normal is not None and len(headers) > 1 and positions is not None:
+        dist = np.diff([float(np.dot(p, normal)) for p in positions])
         z = float(statistics.median(dist))
         if z > 0 and (dist.max() - dist.min()) > UNEVEN_TOLERANCE * z:
             notes.append(

@@ -18,6 +18,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import reduce
 from pathlib import Path
+from typing import Any
 
 from .errors import (
     AccessDenied,
@@ -64,7 +65,7 @@ def parse_name(name: str) -> SliceName:
     )
 
 
-def natural_key(name: str) -> list:
+def natural_key(name: str) -> list[int | str]:
     """Sort key that orders embedded numbers by value ('s2' before 's10')."""
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
 
@@ -82,7 +83,7 @@ class SeriesInfo:
     kind: str = "raster"  # or "dicom"
     series_uid: str | None = None
     description: str = ""
-    extra: dict = field(default_factory=dict, repr=False)
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def count(self) -> int:
@@ -93,7 +94,7 @@ class SeriesInfo:
         """(prefix, suffix, extension): what ``PickRaster`` matches."""
         return (self.prefix, self.suffix, self.extension)
 
-    def summary(self) -> dict:
+    def summary(self) -> dict[str, Any]:
         """JSON-friendly description (for warnings, the CLI and stack.other_series)."""
         out = {"pattern": self.pattern, "count": self.count, "kind": self.kind}
         if self.series_uid:
@@ -119,7 +120,8 @@ class Numbering:
 
 
 def numbering(numbers: list[int]) -> Numbering:
-    """z indices from file numbers; step is the gcd of the differences (DESIGN.md Conventions)."""
+    """z indices from file numbers: ``(number - first) // step``, with ``step`` the gcd of the
+    differences (docs/opening.md, "How the series is found")."""
     if not numbers:
         return Numbering(0, 1, [], 0, [])
     first = min(numbers)
@@ -220,7 +222,7 @@ def group_raster(files: list[Path]) -> list[SeriesInfo]:
 def check_duplicates(series: SeriesInfo) -> None:
     """Two files with the same number (``s_1.tif`` and ``s_01.tif``) are an error naming both."""
     seen: dict[int, Path] = {}
-    for number, path in zip(series.numbers, series.files, strict=False):
+    for number, path in zip(series.numbers, series.files, strict=True):
         if number is None:
             continue
         if number in seen:
@@ -276,7 +278,7 @@ def choose_series(series: list[SeriesInfo], pick: Pick | None = None) -> SeriesI
     return min(tied, key=tie_key)
 
 
-def tie_key(series: SeriesInfo) -> tuple:
+def tie_key(series: SeriesInfo) -> tuple[int, int, int, str, str]:
     """Higher bit depth, then larger slices, then DICOM over raster, then prefix A-Z."""
     from .io import read_header
 

@@ -26,6 +26,7 @@ import secrets
 import warnings
 from pathlib import Path
 
+from ._types import StrPath
 from .errors import CTStackError
 
 LOCAL_DIRNAME = ".ctstack"
@@ -123,7 +124,7 @@ def warn_link(link: Path, instead: Path) -> None:
 # --------------------------------------------------------------------------- the cache
 
 
-def preferred_location(root: Path | str, cache_dir: Path | str | None = None) -> Path | None:
+def preferred_location(root: Path | str, cache_dir: StrPath | None = None) -> Path | None:
     """The explicitly chosen location (cache_dir, else $CTSTACK_CACHE_DIR), or None."""
     root = stack_folder(root)
     if cache_dir is not None:
@@ -142,7 +143,7 @@ def _not_a_link(location: Path, root: Path) -> Path:
     return fallback
 
 
-def cache_location(root: Path | str, cache_dir: Path | str | None = None) -> Path:
+def cache_location(root: Path | str, cache_dir: StrPath | None = None) -> Path:
     """Where a stack's cache is written: cache_dir > $CTSTACK_CACHE_DIR > root/.ctstack > user.
 
     A location that is a symbolic link is never written to; the user cache takes its place.
@@ -162,7 +163,7 @@ def cache_location(root: Path | str, cache_dir: Path | str | None = None) -> Pat
 
 
 def read_locations(
-    root: Path | str, cache_dir: Path | str | None = None, written: Path | None = None
+    root: Path | str, cache_dir: StrPath | None = None, written: Path | None = None
 ) -> list[Path]:
     """Where a stack's cache entries are looked for: the written location first, then the one
     read but not written (a read-only stack's ``.ctstack``, a symlinked location) if it exists.
@@ -178,7 +179,7 @@ def read_locations(
     return [written, *extra]
 
 
-def stack_locations(root: Path | str, cache_dir: Path | str | None = None) -> list[Path]:
+def stack_locations(root: Path | str, cache_dir: StrPath | None = None) -> list[Path]:
     """Every place a stack's cache or ROI file may be, whether it exists or not.
 
     ``.ctstack`` beside the stack, its folder in the shared dir (``cache_dir``, else the
@@ -193,7 +194,7 @@ def stack_locations(root: Path | str, cache_dir: Path | str | None = None) -> li
     return list(dict.fromkeys(out))
 
 
-def shared_locations(cache_dir: Path | str | None = None) -> list[Path]:
+def shared_locations(cache_dir: StrPath | None = None) -> list[Path]:
     """Every stack's folder in a shared cache dir (only folders named as ctstack names them)."""
     shared = Path(cache_dir).expanduser() if cache_dir is not None else global_cache_dir()
     try:

@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .errors import InvalidArgument
 
@@ -81,7 +82,7 @@ class VoxelInfo:
     voxel_size: tuple[float, float, float]
     unit: str
     source: str
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 # --- SkyScan / NRecon log ---------------------------------------------------------------------
@@ -200,7 +201,8 @@ def _ome_voxel(xml: str) -> VoxelInfo | None:
     if not match:
         return None
     attrs = dict(re.findall(r'(\w+)="([^"]*)"', match.group(1)))
-    sizes, units = [], []
+    sizes: list[float | None] = []
+    units: list[str | None] = []
     for axis in "ZYX":
         value = _number(attrs.get(f"PhysicalSize{axis}"))
         unit = normalise_unit(attrs.get(f"PhysicalSize{axis}Unit", "µm"))
@@ -212,10 +214,12 @@ def _ome_voxel(xml: str) -> VoxelInfo | None:
     if unit is None or unit == PIXEL:
         return None
     conv = [
-        _convert(s, u, unit) if s is not None else None for s, u in zip(sizes, units, strict=False)
+        _convert(s, u, unit) if s is not None else None for s, u in zip(sizes, units, strict=True)
     ]
     y = conv[1] or conv[2]
     x = conv[2] or conv[1]
+    if x is None or y is None:  # not reached: y or x was found above
+        return None
     z = conv[0] or x
     return VoxelInfo((z, y, x), unit, "OME-TIFF PhysicalSize")
 
@@ -226,7 +230,7 @@ def _convert(value: float, unit: str | None, target: str) -> float:
     return value
 
 
-def _rational(value) -> float | None:
+def _rational(value: Any) -> float | None:
     try:
         num, den = value
         return num / den if den else None
@@ -234,7 +238,7 @@ def _rational(value) -> float | None:
         return float(value) if value else None
 
 
-def _imagej_voxel(meta: dict, page) -> VoxelInfo | None:
+def _imagej_voxel(meta: dict[str, Any], page: Any) -> VoxelInfo | None:
     unit = normalise_unit(meta.get("unit"))
     if unit is None or unit == PIXEL:
         return None
@@ -243,20 +247,20 @@ def _imagej_voxel(meta: dict, page) -> VoxelInfo | None:
     x = 1 / xres if xres else None
     y = 1 / yres if yres else x
     x = x or y
-    if x is None:
+    if x is None or y is None:  # y is None only when x is
         return None
     z = _number(str(meta.get("spacing"))) if meta.get("spacing") is not None else None
     return VoxelInfo((z or x, y, x), unit, "ImageJ unit/spacing")
 
 
-def _resolution_voxel(page) -> VoxelInfo | None:
+def _resolution_voxel(page: Any) -> VoxelInfo | None:
     unit_tag = page.tags.valueof("ResolutionUnit")
     if int(unit_tag or 0) != 3:  # only centimetres: inch is the 72-dpi default, none is none
         return None
     xres = _rational(page.tags.valueof("XResolution"))
-    yres = _rational(page.tags.valueof("YResolution")) or xres
     if not xres:
         return None
+    yres = _rational(page.tags.valueof("YResolution")) or xres
     x, y = 1e4 / xres, 1e4 / yres  # pixels per cm -> micrometres per pixel
     unit = "micrometer"
     if x >= 100:  # clinical CT: say 3.2 millimeter rather than 3200 micrometer

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -29,8 +30,9 @@ class NgffImage:
 
     path: Path
     version: str
-    arrays: list  # zarr arrays, level 0 first
-    index: tuple  # per stored axis: an int (channel/time chosen) or slice(None) for z, y, x
+    arrays: list[Any]  # zarr arrays, level 0 first
+    # per stored axis: an int (channel/time chosen) or slice(None) for z, y, x
+    index: tuple[int | slice, ...]
     voxel_size: tuple[float, float, float]
     origin: tuple[float, float, float]
     unit: str
@@ -38,24 +40,27 @@ class NgffImage:
     shape: tuple[int, int, int]
     add_z: bool = False  # a 2D image: z of length 1 is added
     warnings: list[str] = field(default_factory=list)
-    attrs: dict = field(default_factory=dict)
+    attrs: dict[str, Any] = field(default_factory=dict)
 
     def level_shape(self, level: int) -> tuple[int, int, int]:
         arr = self.arrays[level]
-        dims = [n for n, i in zip(arr.shape, self.index, strict=False) if isinstance(i, slice)]
-        return tuple([1, *dims] if self.add_z else dims)
+        dims = [n for n, i in zip(arr.shape, self.index, strict=True) if isinstance(i, slice)]
+        z, y, x = [1, *dims] if self.add_z else dims
+        return (z, y, x)
 
     def read_plane(self, z: int, level: int = 0) -> np.ndarray:
         """One (y, x) plane of a level, converted to the stack dtype."""
         arr = self.arrays[level]
-        index = list(self.index)
+        index: list[int | slice] = list(self.index)
         if not self.add_z:
             zpos = next(i for i, v in enumerate(index) if isinstance(v, slice))
             index[zpos] = z
         return np.asarray(arr[tuple(index)]).astype(self.dtype, copy=False)
 
 
-def _transforms(items: list[dict] | None) -> tuple[list[float] | None, list[float] | None]:
+def _transforms(
+    items: list[dict[str, Any]] | None,
+) -> tuple[list[float] | None, list[float] | None]:
     scale = translation = None
     for t in items or []:
         if t.get("type") == "scale":
@@ -73,7 +78,7 @@ def open_ngff(path: Path, channel: int = 0, time: int = 0) -> NgffImage:
         group = zarr.open_group(str(path), mode="r")
     except Exception as exc:
         raise UnsupportedFormat(f"{path}: not a readable zarr group ({exc})") from exc
-    attrs = group.attrs.asdict()
+    attrs: dict[str, Any] = group.attrs.asdict()  # JSON: checked as it is read
     ome = attrs.get("ome", {})
     multiscales = ome.get("multiscales") or attrs.get("multiscales")
     if not multiscales:
@@ -83,7 +88,7 @@ def open_ngff(path: Path, channel: int = 0, time: int = 0) -> NgffImage:
     axes = [a if isinstance(a, dict) else {"name": a} for a in ms.get("axes", [])]
     datasets = ms.get("datasets", [])
     try:
-        arrays = [group[d["path"]] for d in datasets]
+        arrays: list[Any] = [group[d["path"]] for d in datasets]
     except (KeyError, TypeError) as exc:
         raise UnsupportedFormat(
             f"{path}: a level listed in 'multiscales' is missing ({exc})"
@@ -96,13 +101,13 @@ def open_ngff(path: Path, channel: int = 0, time: int = 0) -> NgffImage:
     if len(axes) != ndim:
         raise UnsupportedFormat(f"{path}: {len(axes)} axes in metadata, {ndim} in the array")
     names = [a.get("name", "").lower() for a in axes]
-    types = [a.get("type") or _guess_type(n) for a, n in zip(axes, names, strict=False)]
+    types = [a.get("type") or _guess_type(n) for a, n in zip(axes, names, strict=True)]
     space = [i for i, t in enumerate(types) if t == "space"][-3:]
     if len(space) < 2:
         raise UnsupportedFormat(f"{path}: OME-Zarr image with fewer than 2 spatial axes")
     notes: list[str] = []
-    index: list = []
-    for i, (name, typ) in enumerate(zip(names, types, strict=False)):
+    index: list[int | slice] = []
+    for i, (name, typ) in enumerate(zip(names, types, strict=True)):
         if i in space:
             index.append(slice(None))
             continue
@@ -115,6 +120,7 @@ def open_ngff(path: Path, channel: int = 0, time: int = 0) -> NgffImage:
         index.append(want)
     scale, translation = _transforms(datasets[0].get("coordinateTransformations"))
     gscale, gtrans = _transforms(ms.get("coordinateTransformations"))
+    # The file's transforms are not checked against ndim: entries past it are ignored.
     scale = [a * b for a, b in zip(scale or [1.0] * ndim, gscale or [1.0] * ndim, strict=False)]
     translation = [
         a * s + b
@@ -122,7 +128,7 @@ def open_ngff(path: Path, channel: int = 0, time: int = 0) -> NgffImage:
             translation or [0.0] * ndim,
             gscale or [1.0] * ndim,
             gtrans or [0.0] * ndim,
-            strict=False,
+            strict=False,  # as above: the file's transforms may be longer than ndim
         )
     ]
     vox = [scale[i] for i in space]
@@ -140,8 +146,8 @@ def open_ngff(path: Path, channel: int = 0, time: int = 0) -> NgffImage:
         version=version,
         arrays=arrays,
         index=tuple(index),
-        voxel_size=tuple(vox),
-        origin=tuple(org),
+        voxel_size=(vox[0], vox[1], vox[2]),
+        origin=(org[0], org[1], org[2]),
         unit=unit,
         dtype=dtype,
         shape=(0, 0, 0),
@@ -157,7 +163,7 @@ def _guess_type(name: str) -> str | None:
     return {"x": "space", "y": "space", "z": "space", "c": "channel", "t": "time"}.get(name)
 
 
-def level_dask(image: NgffImage, level: int, per_slice: bool):
+def level_dask(image: NgffImage, level: int, per_slice: bool) -> Any:
     """A dask view of one level as (z, y, x); level 0 gets one chunk per z slice."""
     import dask.array as da
 
@@ -165,7 +171,7 @@ def level_dask(image: NgffImage, level: int, per_slice: bool):
     if per_slice:
         chunks = tuple(
             1 if not isinstance(i, slice) else n
-            for i, n in zip(image.index, arr.shape, strict=False)
+            for i, n in zip(image.index, arr.shape, strict=True)
         )
         if not image.add_z:
             zpos = next(i for i, v in enumerate(image.index) if isinstance(v, slice))

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -25,6 +27,7 @@ from .errors import (
     UnreadableSlice,
     UnsupportedFormat,
 )
+from .io.raster import SliceHeader
 from .io.readers import DicomReader, MultipageReader, NgffReader, SeriesReader, SliceReader
 
 # compression codes tifffile decodes without imagecodecs (none, zlib, packbits)
@@ -66,7 +69,7 @@ class Plan:
     missing: list[int]
     bad: list[BadSlice]
     other: list[discovery.SeriesInfo]
-    meta: dict
+    meta: dict[str, Any]
     notes: list[str]
     origin: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
@@ -76,10 +79,10 @@ class Plan:
         path: Path,
         name: str,
         reader: SliceReader,
-        voxel,
-        meta: dict,
+        voxel: metadata.VoxelInfo | None,
+        meta: dict[str, Any],
         notes: list[str],
-        origin=(0.0, 0.0, 0.0),
+        origin: tuple[float, float, float] = (0.0, 0.0, 0.0),
     ) -> Plan:
         """A plan for a source that is one file (multi-page TIFF, OME-Zarr): no series facts."""
         return cls(
@@ -163,7 +166,7 @@ def is_volume_tiff(path: Path) -> bool:
                     np.prod(
                         [
                             n
-                            for n, a in zip(series.shape, series.axes, strict=False)
+                            for n, a in zip(series.shape, series.axes, strict=True)
                             if a not in "YXS"
                         ]
                     )
@@ -190,7 +193,7 @@ def plan_folder(
     raster, dicom_files = discovery.list_candidates(folder)
     uid_pattern = False
     notes: list[str] = []
-    dicom_headers: list = []
+    dicom_headers: list[dicom.DicomHeader] = []
     skipped: list[str] = []
     if dicom_files:
         for f in sorted(dicom_files, key=lambda p: discovery.natural_key(p.name)):
@@ -293,7 +296,7 @@ def plan_raster(
     headers: dict[int, io.SliceHeader] = {}
     bad: list[BadSlice] = []
     errors: list[CTStackError] = []
-    for z, f in zip(num.z, chosen.files, strict=False):
+    for z, f in zip(num.z, chosen.files, strict=True):
         try:
             headers[z] = io.read_header(f)
         except CTStackError as exc:
@@ -349,7 +352,7 @@ def plan_raster(
     by_z: list[io.SliceHeader | None] = [None] * num.depth
     for z, h in headers.items():
         by_z[z] = h
-    files_by_z = dict(zip(num.z, chosen.files, strict=False))
+    files_by_z = dict(zip(num.z, chosen.files, strict=True))
     reader = SeriesReader(by_z, files_by_z, (num.depth, *shape), dtype)
     name = series_name(chosen.prefix, first.path.stem if chosen.numbers[0] is None else folder.name)
     single = len(chosen.files) == 1 and chosen.numbers[0] is None
@@ -375,7 +378,7 @@ def plan_raster(
     )
 
 
-def check_tiff_codecs(headers) -> None:
+def check_tiff_codecs(headers: Iterable[SliceHeader]) -> None:
     needs = [
         h
         for h in headers

@@ -24,12 +24,16 @@ import numpy as np
 from ._backend import core
 from ._numpy_kernel import NumpyCascade
 from ._readahead import ReadAhead
+from ._types import Progress, StrPath
 from .errors import Cancelled
 
 if TYPE_CHECKING:
+    import dask.array as da
+    import zarr
+
+    from ._core import Cascade
     from .stack import Stack
 
-Progress = Callable[[int, int], Any]
 PlaneSink = Callable[[int, int, np.ndarray], None]
 
 DEFAULT_MAX_SIZE = 512
@@ -38,19 +42,21 @@ READ_THREADS = 2  # decoding is I/O and memcpy bound: two readers keep one casca
 READ_AHEAD = 4  # slices in flight; each needs one reused buffer
 
 
-def level_shapes(shape: tuple[int, int, int], max_size: int = DEFAULT_MAX_SIZE) -> list:
+def level_shapes(
+    shape: tuple[int, int, int], max_size: int = DEFAULT_MAX_SIZE
+) -> list[tuple[int, int, int]]:
     """Shapes of levels 1..n: halve (rounding up) until the largest axis is at most max_size."""
     if max_size < 1:
         raise ValueError(f"max_size must be at least 1, got {max_size}")
     shapes = []
-    current = tuple(int(n) for n in shape)
-    while max(current) > max_size:
-        current = tuple((n + 1) // 2 for n in current)
-        shapes.append(current)
+    z, y, x = (int(n) for n in shape)
+    while max(z, y, x) > max_size:
+        z, y, x = (z + 1) // 2, (y + 1) // 2, (x + 1) // 2
+        shapes.append((z, y, x))
     return shapes
 
 
-def make_cascade(height: int, width: int, n_levels: int, dtype: np.dtype):
+def make_cascade(height: int, width: int, n_levels: int, dtype: np.dtype) -> Cascade | NumpyCascade:
     """The Rust cascade when the extension is active, else the numpy one (same results)."""
     mod = core()
     maker = mod.Cascade if mod is not None else NumpyCascade
@@ -128,7 +134,7 @@ class Pyramid:
     cache location holding levels 1..n (None when nothing is cached).
     """
 
-    levels: tuple[Any, ...]
+    levels: tuple[da.Array, ...]
     settings: PyramidSettings
     built: bool = False
     location: Path | None = None
@@ -140,17 +146,17 @@ class Pyramid:
     @property
     def shapes(self) -> tuple[tuple[int, int, int], ...]:
         """The ``(z, y, x)`` shape of every level, level 0 first."""
-        return tuple(tuple(int(n) for n in a.shape) for a in self.levels)  # type: ignore[misc]
+        return tuple((int(a.shape[0]), int(a.shape[1]), int(a.shape[2])) for a in self.levels)
 
 
-def _settings(max_size: int, cache_dir: str | Path | None) -> PyramidSettings:
+def _settings(max_size: int, cache_dir: StrPath | None) -> PyramidSettings:
     if max_size < 1:
         raise ValueError(f"max_size must be at least 1, got {max_size}")
     return PyramidSettings(int(max_size), None if cache_dir is None else Path(cache_dir))
 
 
 def load_pyramid(
-    stack: Stack, max_size: int = DEFAULT_MAX_SIZE, cache_dir: str | Path | None = None
+    stack: Stack, max_size: int = DEFAULT_MAX_SIZE, cache_dir: StrPath | None = None
 ) -> Pyramid | None:
     """The pyramid when no build is needed (valid cache, small stack, OME-Zarr), else None.
 
@@ -179,7 +185,7 @@ def make_pyramid(
     cancel: threading.Event | None = None,
     max_size: int = DEFAULT_MAX_SIZE,
     rebuild: bool = False,
-    cache_dir: str | Path | None = None,
+    cache_dir: StrPath | None = None,
 ) -> Pyramid:
     """The pyramid of a stack: from a valid cache, else built in one pass (``built=True``).
 
@@ -219,8 +225,8 @@ def make_pyramid(
 
 
 def cached_levels(
-    stack: Stack, max_size: int = DEFAULT_MAX_SIZE, cache_dir: str | Path | None = None
-) -> list | None:
+    stack: Stack, max_size: int = DEFAULT_MAX_SIZE, cache_dir: StrPath | None = None
+) -> list[da.Array] | None:
     """Levels 0..n when no build is needed (valid cache, small stack, OME-Zarr), else None.
 
     Reads no pixel; when it returns levels, the stack has adopted them (``stack.pyramid``).
@@ -237,14 +243,14 @@ def build_pyramid(
     cancel: threading.Event | None = None,
     max_size: int = DEFAULT_MAX_SIZE,
     rebuild: bool = False,
-    cache_dir: str | Path | None = None,
-) -> list:
+    cache_dir: StrPath | None = None,
+) -> list[da.Array]:
     """Levels 0..n of a stack as dask arrays (``make_pyramid``), adopted by the stack."""
     made = make_pyramid(stack, progress, cancel, max_size, rebuild, cache_dir)
     return stack._adopt(made)
 
 
-def _levels(stack: Stack, arrays: list) -> tuple[Any, ...]:
+def _levels(stack: Stack, arrays: list[zarr.Array[Any]]) -> tuple[da.Array, ...]:
     import dask.array as da
 
     return (stack.data, *(da.from_zarr(a) for a in arrays))

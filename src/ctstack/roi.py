@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ._types import Progress
 from .errors import CTStackError
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ class ROI:
     x: tuple[int, int]
     source: str = "user"  # "user", "auto", or "full" (auto declined / nothing saved)
     reason: str = ""
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def slices(self) -> dict[str, slice]:
@@ -55,9 +56,9 @@ class ROI:
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        return tuple(b - a for a, b in (self.z, self.y, self.x))
+        return (self.z[1] - self.z[0], self.y[1] - self.y[0], self.x[1] - self.x[0])
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             **{a: list(getattr(self, a)) for a in "zyx"},
             "source": self.source,
@@ -66,12 +67,12 @@ class ROI:
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> ROI:
+    def from_dict(cls, d: dict[str, Any]) -> ROI:
         """An ROI from :meth:`to_dict` output (a version-1 entry's ``threshold`` is ignored)."""
         return cls(
-            z=tuple(int(v) for v in d["z"]),
-            y=tuple(int(v) for v in d["y"]),
-            x=tuple(int(v) for v in d["x"]),
+            z=_range(d["z"]),
+            y=_range(d["y"]),
+            x=_range(d["x"]),
             source=str(d.get("source", "user")),
             reason=str(d.get("reason", "")),
             extra=dict(d.get("extra") or {}),
@@ -84,11 +85,18 @@ class ROI:
 
     def clamp(self, shape: tuple[int, int, int]) -> ROI:
         """The same ROI cut to a stack of ``shape`` (an empty axis becomes the full axis)."""
-        ranges = []
-        for (a, b), n in zip((self.z, self.y, self.x), shape, strict=False):
+        ranges: list[tuple[int, int]] = []
+        for (a, b), n in zip((self.z, self.y, self.x), shape, strict=True):
             a, b = max(0, min(a, n)), max(0, min(b, n))
             ranges.append((a, b) if b > a else (0, n))
-        return ROI(*ranges, self.source, self.reason, dict(self.extra))
+        z, y, x = ranges
+        return ROI(z, y, x, self.source, self.reason, dict(self.extra))
+
+
+def _range(value: Any) -> tuple[int, int]:
+    """``[start, stop]`` from a dict or a JSON file as a pair of ints."""
+    start, stop = (int(v) for v in value)
+    return (start, stop)
 
 
 @dataclass(frozen=True)
@@ -137,7 +145,7 @@ def suggest_roi(
     stack: Stack,
     margin: float = MARGIN,
     build: bool = True,
-    progress=None,
+    progress: Progress | None = None,
     cancel: threading.Event | None = None,
 ) -> ROI:
     """A box around the object (see :func:`suggest`, which also returns the threshold)."""
@@ -148,7 +156,7 @@ def suggest(
     stack: Stack,
     margin: float = MARGIN,
     build: bool = True,
-    progress=None,
+    progress: Progress | None = None,
     cancel: threading.Event | None = None,
 ) -> Selection:
     """Propose a threshold (Otsu on the coarsest level) and a box around the object.
@@ -171,7 +179,7 @@ def suggest(
         return Selection(ROI.full(stack, "auto-ROI declined: the volume holds a single value"))
     threshold = float(threshold_otsu(sample))
     eta, valley = _separation(sample, threshold)
-    facts = {"level": n, "otsu": threshold, "effectiveness": eta, "valley": valley}
+    facts: dict[str, Any] = {"level": n, "otsu": threshold, "effectiveness": eta, "valley": valley}
     if eta < MIN_EFFECTIVENESS or valley > MAX_VALLEY:
         roi = ROI.full(
             stack,
@@ -188,10 +196,10 @@ def suggest(
         vol = np.asarray(stack.levels[box_level].compute())
     facts["box_level"] = box_level
     mask = vol > threshold
-    fz, fy, fx = (s / c for s, c in zip(stack.shape, vol.shape, strict=False))
+    fz, fy, fx = (s / c for s, c in zip(stack.shape, vol.shape, strict=True))
     boxes = [_extent(mask.sum(axis=axes)) for axes in ((1, 2), (0, 2), (0, 1))]
-    ranges = []
-    for (a, b), f, size in zip(boxes, (fz, fy, fx), stack.shape, strict=False):
+    ranges: list[tuple[int, int]] = []
+    for (a, b), f, size in zip(boxes, (fz, fy, fx), stack.shape, strict=True):
         a0, b0 = math.floor(a * f), min(size, math.ceil(b * f))
         pad = max(math.ceil(margin * (b0 - a0)), math.ceil(f))
         ranges.append((max(0, a0 - pad), min(size, b0 + pad)))
@@ -204,7 +212,7 @@ def suggest(
         f"ROI z {z0}:{z1}, y {ranges[1][0]}:{ranges[1][1]}, x {ranges[2][0]}:{ranges[2][1]}"
         f" with a {100 * margin:.0f} % margin; threshold {threshold:g} (Otsu on level {n})"
     )
-    return Selection(ROI(*ranges, "auto", reason, facts), threshold)
+    return Selection(ROI(ranges[0], ranges[1], ranges[2], "auto", reason, facts), threshold)
 
 
 # --- persistence ------------------------------------------------------------------------------
@@ -239,7 +247,7 @@ def roi_path(stack: Stack, for_writing: bool = False) -> Path:
     return locations.roi_path(stack.root, for_writing)
 
 
-def _read(path: Path) -> dict:
+def _read(path: Path) -> dict[str, Any]:
     """The ROI file as ``{"version": 2, "series": {key: v2 entry}}`` (version 1 is migrated)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -272,7 +280,7 @@ def _entry_v2(entry: Any) -> Any:
     }
 
 
-def _selection(entry: dict) -> Selection:
+def _selection(entry: dict[str, Any]) -> Selection:
     threshold = entry.get("threshold")
     return Selection(ROI.from_dict(entry["roi"]), None if threshold is None else float(threshold))
 

@@ -93,9 +93,10 @@ class _Scene:
 
 
 def _check(shape: Shape3, dtype: str) -> tuple[Shape3, str]:
-    shape = tuple(int(n) for n in shape)  # type: ignore[assignment]
-    if len(shape) != 3 or min(shape) < 1:
-        raise ValueError(f"shape must be three positive sizes (z, y, x), got {shape}")
+    sizes = tuple(int(n) for n in shape)
+    if len(sizes) != 3 or min(sizes) < 1:
+        raise ValueError(f"shape must be three positive sizes (z, y, x), got {sizes}")
+    shape = (sizes[0], sizes[1], sizes[2])
     name = np.dtype(dtype).name
     if name not in _MAPS:
         raise ValueError(f"dtype must be one of {sorted(_MAPS)}, got {dtype!r}")

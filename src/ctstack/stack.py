@@ -8,17 +8,21 @@ from __future__ import annotations
 
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import discovery, metadata
+from ._types import Progress, StrPath
 from .errors import CTStackError
 from .io.readers import SliceReader
 from .planning import BadSlice, Plan, plan_path
-from .pyramid import DEFAULT_MAX_SIZE, Progress, Pyramid
+from .pyramid import DEFAULT_MAX_SIZE, Pyramid
+
+if TYPE_CHECKING:
+    import dask.array as da
 
 __all__ = ["BadSlice", "Reporter", "Stack", "open_stack", "summarize", "warn_reporter"]
 
@@ -60,7 +64,7 @@ class Stack:
         missing: list[int] | None = None,
         bad_slices: list[BadSlice] | None = None,
         other_series: list[discovery.SeriesInfo] | None = None,
-        metadata: dict | None = None,
+        metadata: dict[str, Any] | None = None,
         notes: list[str] | None = None,
         report: Reporter | None = None,
     ) -> None:
@@ -72,9 +76,11 @@ class Stack:
         nz, ny, nx = (int(n) for n in reader.shape)
         self.shape: tuple[int, int, int] = (nz, ny, nx)
         self.dtype: np.dtype = np.dtype(reader.dtype)
-        self.voxel_size = tuple(float(v) for v in voxel_size)
+        vz, vy, vx = (float(v) for v in voxel_size)
+        self.voxel_size: tuple[float, float, float] = (vz, vy, vx)
         self.unit = unit
-        self.origin = tuple(float(v) for v in origin)
+        oz, oy, ox = (float(v) for v in origin)
+        self.origin: tuple[float, float, float] = (oz, oy, ox)
         self.files = list(files or [])
         self.missing = list(missing or [])
         self.bad_slices: list[BadSlice] = list(bad_slices or [])
@@ -85,9 +91,10 @@ class Stack:
         self._lock = threading.Lock()
         self._bad_z = {b.z for b in self.bad_slices}
         self.data = self._make_dask()
-        self.stored_levels: list = list(reader.extra_levels())  # OME-Zarr: its own pyramid
+        # OME-Zarr: its own pyramid
+        self.stored_levels: list[da.Array] = list(reader.extra_levels())
         self._pyramid: Pyramid | None = None
-        self._levels: list = [self.data, *self.stored_levels]
+        self._levels: list[da.Array] = [self.data, *self.stored_levels]
         self.warnings.extend(notes or [])
         if notes:
             self._report(summarize(notes))
@@ -126,7 +133,7 @@ class Stack:
         self.warnings.append(message)
         self._report(message)
 
-    def _make_dask(self):
+    def _make_dask(self) -> da.Array:
         import dask.array as da
         from dask.base import tokenize
 
@@ -157,7 +164,7 @@ class Stack:
         return self._pyramid
 
     @property
-    def levels(self) -> list:
+    def levels(self) -> list[da.Array]:
         """Levels 0..n as dask arrays, level 0 first: the adopted pyramid's, else level 0 and
         the levels the source carries itself (OME-Zarr)."""
         return self._levels
@@ -173,8 +180,8 @@ class Stack:
         cancel: threading.Event | None = None,
         max_size: int = DEFAULT_MAX_SIZE,
         rebuild: bool = False,
-        cache_dir: str | Path | None = None,
-    ) -> list:
+        cache_dir: StrPath | None = None,
+    ) -> list[da.Array]:
         """Build (or reuse) the pyramid cache and return the levels, level 0 first.
 
         The result is kept as ``stack.pyramid``; see ``ctstack.pyramid.make_pyramid``.
@@ -191,7 +198,7 @@ class Stack:
         )
         return self._adopt(made)
 
-    def _adopt(self, pyramid: Pyramid) -> list:
+    def _adopt(self, pyramid: Pyramid) -> list[da.Array]:
         """Make ``pyramid`` this stack's: the one place ``pyramid``, ``levels`` and
         ``cache_location`` change. Returns the levels."""
         if not pyramid.levels or pyramid.levels[0] is not self.data:
@@ -202,13 +209,13 @@ class Stack:
 
     # --- plumbing -----------------------------------------------------------------------------
 
-    def __getstate__(self) -> dict:
+    def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state.pop("_lock", None)
         state["_report"] = warn_reporter  # a face's reporter stays with the face
         return state
 
-    def __setstate__(self, state: dict) -> None:
+    def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._lock = threading.Lock()
 
@@ -249,7 +256,7 @@ class _Block:
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
 
-    def __call__(self, block_id=None) -> np.ndarray:
+    def __call__(self, block_id: tuple[int, ...]) -> np.ndarray:
         return self.stack.read_slice(block_id[0])[None]
 
 
@@ -257,9 +264,9 @@ class _Block:
 
 
 def open_stack(
-    path,
+    path: StrPath,
     pattern: str | None = None,
-    voxel_size=None,
+    voxel_size: float | Iterable[float] | None = None,
     unit: str | None = None,
     channel: int = 0,
     time: int = 0,

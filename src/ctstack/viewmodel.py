@@ -84,7 +84,11 @@ def _float3(values: Iterable[Any]) -> Point3:
     return (a, b, c)
 
 
-def model_key(stack: Stack) -> tuple[str, str | None, Index3]:
+ModelKey = tuple[str, str | None, Index3]
+"""(resolved source path, series pattern, shape): one ViewModel per key."""
+
+
+def model_key(stack: Stack) -> ModelKey:
     """What makes two Stack objects one model: resolved path, series pattern, shape."""
     return (str(Path(stack.path).resolve()), stack.pattern, _int3(stack.shape))
 
@@ -102,7 +106,7 @@ class ViewModel:
         self.events = ViewEvents()
         self.key = model_key(stack)
         self.shape: Index3 = self.key[2]
-        self._stacks: list[weakref.ref] = []
+        self._stacks: list[weakref.ref[Stack]] = []
         self._attach(stack)
         self.load_error: str | None = None
         saved = self._load(stack)
@@ -397,7 +401,9 @@ class ViewModel:
         return self._measurements
 
     @measurements.setter
-    def measurements(self, lines: Iterable[Measurement | tuple[Sequence[float], Sequence[float]]]):
+    def measurements(
+        self, lines: Iterable[Measurement | tuple[Sequence[float], Sequence[float]]]
+    ) -> None:
         new = tuple(
             self.measure(m.start, m.end) if isinstance(m, Measurement) else self.measure(*m)
             for m in lines
@@ -459,8 +465,9 @@ class ViewModel:
 
 
 _LOCK = threading.Lock()
-_BY_KEY: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
-_BY_STACK: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # keeps models alive
+_BY_KEY: weakref.WeakValueDictionary[ModelKey, ViewModel] = weakref.WeakValueDictionary()
+# the model of each live Stack (a strong reference: keeps models alive)
+_BY_STACK: weakref.WeakKeyDictionary[Stack, ViewModel] = weakref.WeakKeyDictionary()
 
 
 def model_for(stack: Stack) -> ViewModel:

@@ -36,9 +36,9 @@ def setup(make_napari_viewer, tmp_path):
 
 def test_export_writes_the_roi(setup, qtbot, notes):
     stack, widget, out = setup
-    assert widget.size.text().startswith("12 x 27 x 30 voxels at level 0, uint16: 12 files")
+    assert widget.estimate.text().startswith("12 x 27 x 30 voxels at level 0, uint16: 12 files")
     widget.format.setCurrentIndex(widget.format.findData("tiff-stack"))
-    assert "1 file," in widget.size.text() and widget.ext.text() == ".tif"
+    assert "1 file," in widget.estimate.text() and widget.ext.text() == ".tif"
     widget.format.setCurrentIndex(widget.format.findData("tiff"))
     widget.export_button.click()
     qtbot.waitUntil(lambda: not widget.busy, timeout=20000)

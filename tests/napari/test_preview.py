@@ -9,13 +9,21 @@ import pytest
 import ctstack
 from ctstack.napari._layer import layer_data
 from ctstack.napari._qt.preview import PreviewWidget
-from ctstack.napari._roi_model import model_for, physical_box
+from ctstack.napari._roi_model import model_for
 from ctstack.sample import phantom_layout, write_phantom_stack
 
 pytestmark = [pytest.mark.gui, pytest.mark.filterwarnings("ignore::UserWarning")]
 
 SHAPE = (40, 80, 80)
 VOXEL = 10.0
+
+
+def physical_box(stack, roi):
+    """World (z, y, x) bounds of the ROI's outer voxel faces: ``origin + (i - 0.5) * voxel``."""
+    start = np.array([r[0] for r in (roi.z, roi.y, roi.x)], float)
+    stop = np.array([r[1] for r in (roi.z, roi.y, roi.x)], float)
+    voxel, origin = np.asarray(stack.voxel_size), np.asarray(stack.origin)
+    return origin + (start - 0.5) * voxel, origin + (stop - 0.5) * voxel
 
 
 def test_preview_and_mesh_land_on_the_object(make_napari_viewer, tmp_path, qtbot, notes):

@@ -13,13 +13,14 @@ import argparse
 import datetime as dt
 import os
 from pathlib import Path
+from typing import Any
 
 from .. import locations as _locations
 from ..cache import clean_location, list_location
 from ..errors import CTStackError
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``cache list|clean``; each action is its own parser so options may precede PATH."""
     parser = subparsers.add_parser(
         "cache",
@@ -65,7 +66,7 @@ def _mb(n: int) -> str:
     return f"{n / 1e6:.1f} MB"
 
 
-def describe(item: dict) -> str:
+def describe(item: dict[str, Any]) -> str:
     """One line of ``cache list``."""
     if item["kind"] != "entry":
         state = "stale" if item.get("stale") else "in use"

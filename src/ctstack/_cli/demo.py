@@ -13,7 +13,7 @@ from pathlib import Path
 DEMO_SHAPE = (256, 512, 512)
 
 
-def register(subparsers) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "demo", help="open napari on a phantom (or PATH) with the stack panel", description=__doc__
     )

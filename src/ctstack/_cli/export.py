@@ -13,9 +13,15 @@ import json
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ..pyramid import DEFAULT_MAX_SIZE
 from .progress import ProgressBar
+
+if TYPE_CHECKING:
+    from .._export.writing import ExportResult
+    from ..batch import BatchEvent, BatchItem
+    from ..stack import Stack
 
 FORMATS = ("tiff", "png", "bmp", "tiff-stack", "ome-zarr")
 
@@ -70,7 +76,7 @@ def quiet(message: str) -> None:
     """The CLI's reporter for a stack's notes: silent (``ctstack info`` is where they show)."""
 
 
-def register(subparsers) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "export",
         help="export a region (slices, TIFF, OME-Zarr)",
@@ -119,7 +125,7 @@ def split_paths(args: argparse.Namespace) -> tuple[list[str], Path, bool]:
     return inputs, out, batch
 
 
-def region_of(args: argparse.Namespace, stack) -> dict:
+def region_of(args: argparse.Namespace, stack: Stack) -> dict[str, Any]:
     """The region for one stack: --z/--y/--x if given, else the --roi choice (default full);
     with a --roi choice, ``"_selection"`` holds the ROI and its saved or automatic threshold."""
     from ..roi import resolve_selection
@@ -135,7 +141,7 @@ def region_of(args: argparse.Namespace, stack) -> dict:
     return {**roi.slices, "_selection": selection}
 
 
-def open_for(args: argparse.Namespace, path: str):
+def open_for(args: argparse.Namespace, path: str) -> Stack:
     from .._export.planes import level_array
     from ..stack import open_stack
 
@@ -146,17 +152,18 @@ def open_for(args: argparse.Namespace, path: str):
 
 
 def run_batch_cli(
-    args: argparse.Namespace, inputs: list[str], out: Path, fmt: str, **options
+    args: argparse.Namespace, inputs: list[str], out: Path, fmt: str, **options: Any
 ) -> int:
     """Run the batch with a bar per stack; print the summary; exit 1 if any stack failed."""
     from ..batch import run_batch
 
     bars: dict[int, ProgressBar] = {}
 
-    def on_event(event) -> None:
+    def on_event(event: BatchEvent) -> None:
         if event.kind == "start":
             print(f"[{event.index + 1}/{event.count}] {event.path}", file=sys.stderr)
-            bars[event.index] = ProgressBar(f"  {Path(event.path).name}")
+            name = "" if event.path is None else event.path.name  # a start names its stack
+            bars[event.index] = ProgressBar(f"  {name}")
         elif event.kind == "progress":
             bars[event.index](event.done, event.total)
         elif event.kind == "failed":
@@ -181,7 +188,7 @@ def run_batch_cli(
     return 1 if summary.failed else 0
 
 
-def result_json(result) -> dict:
+def result_json(result: ExportResult) -> dict[str, Any]:
     return {
         "path": str(result.path),
         "format": result.format,
@@ -196,12 +203,12 @@ def result_json(result) -> dict:
     }
 
 
-def _item_json(item) -> dict:
+def _item_json(item: BatchItem) -> dict[str, Any]:
     return {
         "path": str(item.path),
         "ok": item.ok,
         "error": item.error,
-        "result": result_json(item.result) if item.ok else None,
+        "result": None if item.result is None else result_json(item.result),  # None: not ok
     }
 
 

@@ -7,7 +7,7 @@ import json
 import sys
 
 
-def register(subparsers) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "info", help="describe the stack a path opens as", description=__doc__
     )

@@ -15,7 +15,7 @@ from .export import add_common, open_for, region_of, result_json, run_batch_cli,
 from .progress import ProgressBar
 
 
-def register(subparsers) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "mesh",
         help="iso-surface mesh (STL/PLY/OBJ) of a region",
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
             raise InvalidArgument(f"no automatic threshold: {found.roi.reason}; give --threshold")
         threshold = found.threshold
         print(f"threshold {threshold:g} (Otsu on the coarsest level)", file=sys.stderr)
-    result = mesh(
+    made = mesh(
         stack,
         out,
         threshold,
@@ -85,7 +85,12 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=ProgressBar("mesh"),
         **region,
-    ).result
+    )
+    result = made.result
+    if result is None:  # not reached: a mesh written to OUT has a result
+        from ..errors import CTStackError
+
+        raise CTStackError(f"{out}: the mesh was not written")
     if args.json:
         print(json.dumps(result_json(result), indent=1))
     else:

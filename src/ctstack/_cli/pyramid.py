@@ -10,7 +10,7 @@ from ..pyramid import DEFAULT_MAX_SIZE
 from .progress import ProgressBar
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "pyramid",
         help="build or reuse the pyramid cache of a stack",

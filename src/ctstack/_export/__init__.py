@@ -13,12 +13,14 @@ reading a pixel: the napari export and batch widgets and ``ctstack export --dry-
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .._types import AxisRange, Progress, StrPath
 from ..errors import LevelNotAvailable, NotEnoughSpace, OutputExists, UnsupportedExport
 from ..pyramid import DEFAULT_MAX_SIZE
 from .guard import check_prefix, check_target
@@ -113,10 +115,10 @@ def output_name(name: str, format: str) -> str:
 
 def plan_export(
     stack: Stack,
-    out: str | Path,
-    z: Any = None,
-    y: Any = None,
-    x: Any = None,
+    out: StrPath,
+    z: AxisRange = None,
+    y: AxisRange = None,
+    x: AxisRange = None,
     level: int = 0,
     format: str = "tiff",
     window: tuple[float, float] | None = None,
@@ -192,16 +194,16 @@ def _pyramid_max_size(stack: Stack) -> int | None:
 
 
 def export(
-    stack: Stack | str | Path,
-    out: str | Path,
-    z: Any = None,
-    y: Any = None,
-    x: Any = None,
+    stack: Stack | StrPath,
+    out: StrPath,
+    z: AxisRange = None,
+    y: AxisRange = None,
+    x: AxisRange = None,
     level: int = 0,
     format: str = "tiff",
     overwrite: bool = False,
     window: tuple[float, float] | None = None,
-    progress=None,
+    progress: Progress | None = None,
     cancel: threading.Event | None = None,
     prefix: str | None = None,
     ngff_version: str = "0.4",
@@ -248,7 +250,20 @@ def export(
     return result
 
 
-def _slices(stack, out, fmt, region, planes, prov, prefix, overwrite, nbytes) -> ExportResult:
+Planes = Iterator[tuple[int, np.ndarray]]
+
+
+def _slices(
+    stack: Stack,
+    out: Path,
+    fmt: str,
+    region: Region,
+    planes: Planes,
+    prov: dict[str, Any],
+    prefix: str | None,
+    overwrite: bool,
+    nbytes: int,
+) -> ExportResult:
     from .slices import SliceWriter, naming
 
     check_space(out.parent, nbytes + region.shape[0] * 4096)
@@ -262,7 +277,15 @@ def _slices(stack, out, fmt, region, planes, prov, prefix, overwrite, nbytes) ->
     return ExportResult(out, fmt, files, tree_bytes(out), stage.elapsed())
 
 
-def _tiff_stack(out, region, planes, dtype, prov, overwrite, nbytes) -> ExportResult:
+def _tiff_stack(
+    out: Path,
+    region: Region,
+    planes: Planes,
+    dtype: np.dtype,
+    prov: dict[str, Any],
+    overwrite: bool,
+    nbytes: int,
+) -> ExportResult:
     from .tiff_stack import write_stack
 
     check_space(out.parent, nbytes + region.shape[0] * 4096)
@@ -275,7 +298,15 @@ def _tiff_stack(out, region, planes, dtype, prov, overwrite, nbytes) -> ExportRe
 
 
 def _ome_zarr(
-    stack, out, region, planes, dtype, prov, overwrite, version, max_size
+    stack: Stack,
+    out: Path,
+    region: Region,
+    planes: Planes,
+    dtype: np.dtype,
+    prov: dict[str, Any],
+    overwrite: bool,
+    version: str,
+    max_size: int,
 ) -> ExportResult:
     from .ome_zarr import estimate_bytes, write_ome_zarr
 

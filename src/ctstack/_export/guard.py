@@ -10,7 +10,7 @@ import os
 import stat
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ExportError, OutputExists, UnsupportedExport
 
@@ -179,7 +179,7 @@ def _unreplaceable(out: Path, fmt: str) -> str | None:
     return None
 
 
-def read_marker(folder: Path) -> dict | None:
+def read_marker(folder: Path) -> dict[str, Any] | None:
     """The export marker of a folder, or None."""
     try:
         data = json.loads((folder / MARKER).read_text(encoding="utf-8"))
@@ -189,7 +189,7 @@ def read_marker(folder: Path) -> dict | None:
     return data if ours else None
 
 
-def write_marker(folder: Path, prov: dict) -> None:
+def write_marker(folder: Path, prov: dict[str, Any]) -> None:
     """Mark a staged export folder as ctstack's (what a later overwrite or sweep looks for)."""
     (folder / MARKER).write_text(json.dumps(prov, indent=1), encoding="utf-8")
 
@@ -220,7 +220,7 @@ def _has_provenance(path: Path) -> bool:
             from .provenance import PROVENANCE_TAG
 
             with tifffile.TiffFile(path) as tif:
-                tag = tif.pages[0].tags.get(PROVENANCE_TAG)
+                tag = tif.pages.first.tags.get(PROVENANCE_TAG)
                 return tag is not None and '"ctstack' in str(tag.value)
         if path.suffix.lower() == ".png":
             from PIL import Image

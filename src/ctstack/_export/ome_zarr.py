@@ -12,12 +12,16 @@ from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from ..errors import UnsupportedExport
 from ..pyramid import DEFAULT_MAX_SIZE, level_shapes, make_cascade
 from .regions import Region
+
+if TYPE_CHECKING:
+    import zarr
 
 VERSIONS = ("0.4", "0.5")
 CHUNK = (16, 256, 256)
@@ -34,7 +38,7 @@ def estimate_bytes(region: Region, dtype: np.dtype, max_size: int) -> int:
     return sum(int(np.prod(s)) for s in shapes(region, max_size)) * np.dtype(dtype).itemsize
 
 
-def multiscales(region: Region, n: int, name: str, version: str) -> dict:
+def multiscales(region: Region, n: int, name: str, version: str) -> dict[str, Any]:
     """The NGFF ``multiscales`` entry: axes with units, per-level scale and translation."""
     unit = region.unit if region.unit in NGFF_UNITS else None
     axes = [{"name": a, "type": "space", **({"unit": unit} if unit else {})} for a in "zyx"]
@@ -42,9 +46,7 @@ def multiscales(region: Region, n: int, name: str, version: str) -> dict:
     for m in range(n):
         f = 1 << m
         scale = [v * f for v in region.voxel_size]
-        shift = [
-            o + (f - 1) / 2 * v for o, v in zip(region.origin, region.voxel_size, strict=False)
-        ]
+        shift = [o + (f - 1) / 2 * v for o, v in zip(region.origin, region.voxel_size, strict=True)]
         datasets.append(
             {
                 "path": str(m),
@@ -66,11 +68,13 @@ def multiscales(region: Region, n: int, name: str, version: str) -> dict:
     return ms
 
 
-def _create(root: Path, shapes_: list, dtype: np.dtype, version: str):
+def _create(
+    root: Path, shapes_: list[tuple[int, int, int]], dtype: np.dtype, version: str
+) -> tuple[zarr.Group, list[zarr.Array[Any]]]:
     """The group and its level arrays (metadata only); ``root`` is the staged folder."""
     import zarr
 
-    fmt = 2 if version == "0.4" else 3
+    fmt: Literal[2, 3] = 2 if version == "0.4" else 3
     group = zarr.open_group(str(root), mode="a", zarr_format=fmt)
     arrays = []
     for m, shape in enumerate(shapes_):
@@ -107,7 +111,7 @@ class _ChunkFiles:
     not written, as zarr does by default.
     """
 
-    def __init__(self, root: Path, arr):
+    def __init__(self, root: Path, arr: zarr.Array[Any]) -> None:
         from numcodecs import Blosc
 
         self.root = root / arr.path
@@ -152,11 +156,11 @@ class _Slabs:
 
     IN_FLIGHT = 16  # chunk writes queued at most
 
-    def __init__(self, root: Path, arrays: list):
+    def __init__(self, root: Path, arrays: list[zarr.Array[Any]]) -> None:
         self.pool = ThreadPoolExecutor(2, thread_name_prefix="ctstack-zarr")
         self.files = [_ChunkFiles(root, a) for a in arrays]
         self.bufs = [np.zeros((a.chunks[0], *a.shape[1:]), a.dtype) for a in arrays]
-        self.pending: deque[Future] = deque()
+        self.pending: deque[Future[None]] = deque()
 
     def put(self, level: int, z: int, plane: np.ndarray) -> None:
         buf, files = self.bufs[level], self.files[level]
@@ -193,7 +197,7 @@ def write_ome_zarr(
     planes: Iterator[np.ndarray],
     region: Region,
     dtype: np.dtype,
-    prov: dict,
+    prov: dict[str, Any],
     name: str,
     version: str = "0.4",
     max_size: int = DEFAULT_MAX_SIZE,
@@ -209,7 +213,7 @@ def write_ome_zarr(
     cascade = make_cascade(region.shape[1], region.shape[2], n_extra, dtype) if n_extra else None
     outs = [np.empty(s, dtype) for s in cascade.level_shapes] if cascade else []
 
-    def emit(done) -> None:
+    def emit(done: list[tuple[int, int]]) -> None:
         for level, z in done:
             slabs.put(level, z, outs[level - 1])
 

@@ -13,13 +13,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .._readahead import ReadAhead
+from .._types import AxisRange, Progress
 from ..errors import Cancelled, LevelNotAvailable, UnsupportedExport
 from .regions import Region, make_region
 
 if TYPE_CHECKING:
+    import dask.array as da
+
     from ..stack import Stack
 
-Progress = Callable[[int, int], Any]
 READ_AHEAD = 4  # planes in flight
 READ_THREADS = 2
 
@@ -29,7 +31,7 @@ def level_array(
     level: int,
     progress: Progress | None = None,
     cancel: threading.Event | None = None,
-):
+) -> da.Array:
     """Level ``level`` of the stack (building the pyramid if needed), else LevelNotAvailable."""
     if level < 0:
         raise LevelNotAvailable(f"{stack.path}: level must be 0 or more, got {level}")
@@ -51,9 +53,9 @@ def level_array(
 
 def resolve(
     stack: Stack,
-    z: Any,
-    y: Any,
-    x: Any,
+    z: AxisRange,
+    y: AxisRange,
+    x: AxisRange,
     level: int,
     progress: Progress | None = None,
     cancel: threading.Event | None = None,
@@ -93,7 +95,7 @@ def out_dtype(stack: Stack, window: tuple[float, float] | None) -> np.dtype:
 class PlaneReader:
     """Reads plane ``i`` (0-based within the region) of a region at its level."""
 
-    def __init__(self, stack: Stack, region: Region, window: tuple[float, float] | None):
+    def __init__(self, stack: Stack, region: Region, window: tuple[float, float] | None) -> None:
         self.stack = stack
         self.region = region
         self.window = window

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .regions import Region
 
@@ -16,7 +16,9 @@ IMAGEJ_UNITS = {"nanometer": "nm", "micrometer": "micron", "millimeter": "mm", "
 OME_UNITS = {"nanometer": "nm", "micrometer": "µm", "millimeter": "mm", "centimeter": "cm"}
 
 
-def record(stack: Stack, region: Region, fmt: str, window=None) -> dict:
+def record(
+    stack: Stack, region: Region, fmt: str, window: tuple[float, float] | None = None
+) -> dict[str, Any]:
     """A JSON-friendly provenance dict (stored as TIFF tag / zarr attribute / PNG text)."""
     from .. import __version__
 
@@ -39,11 +41,11 @@ def record(stack: Stack, region: Region, fmt: str, window=None) -> dict:
 
 def imagej_metadata(
     voxel: tuple[float, float, float], origin: tuple[float, float, float], unit: str, info: str
-) -> tuple[dict, tuple[float, float] | None]:
+) -> tuple[dict[str, Any], tuple[float, float] | None]:
     """ImageJ metadata (spacing, unit, origin in voxels) and the TIFF resolution to pass."""
     vz, vy, vx = voxel
     oz, oy, ox = origin
-    meta: dict = {"spacing": vz, "Info": info}
+    meta: dict[str, Any] = {"spacing": vz, "Info": info}
     if unit not in IMAGEJ_UNITS:
         return meta, None
     meta.update(unit=IMAGEJ_UNITS[unit], xorigin=-ox / vx, yorigin=-oy / vy, zorigin=-oz / vz)
@@ -56,11 +58,11 @@ def ome_metadata(
     unit: str,
     axes: str,
     n_planes: int,
-) -> dict:
+) -> dict[str, Any]:
     """OME metadata for tifffile: physical sizes and each plane's position, when units are real."""
     vz, vy, vx = voxel
     oz, oy, ox = origin
-    meta: dict = {"axes": axes}
+    meta: dict[str, Any] = {"axes": axes}
     u = OME_UNITS.get(unit)
     if not u:
         return meta

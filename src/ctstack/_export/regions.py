@@ -1,6 +1,7 @@
 """Regions: half-open level-0 (z, y, x) index ranges, mapped onto a pyramid level.
 
-Level k of a region covers ``[floor(start / 2**k), ceil(stop / 2**k))`` (DESIGN.md Conventions).
+Level k of a region covers ``[floor(start / 2**k), ceil(stop / 2**k))`` (docs/export.md,
+"Regions, levels and coordinates").
 World coordinates put voxel ``i`` of level k at the centre of the level-0 voxels it averages:
 ``origin + (i * 2**k + (2**k - 1) / 2) * voxel_size``.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .._types import AxisRange
 from ..errors import UnsupportedExport
 
 if TYPE_CHECKING:
@@ -53,15 +55,17 @@ class Region:
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        return tuple(b - a for a, b in self.ranges)
+        (z0, z1), (y0, y1), (x0, x1) = self.ranges
+        return (z1 - z0, y1 - y0, x1 - x0)
 
     @property
     def slices(self) -> tuple[slice, slice, slice]:
-        return tuple(slice(a, b) for a, b in self.ranges)
+        (z0, z1), (y0, y1), (x0, x1) = self.ranges
+        return (slice(z0, z1), slice(y0, y1), slice(x0, x1))
 
     def describe(self) -> str:
         """``z 120:860, y 0:512, x 0:512 (level 0)``, level-0 indices."""
-        parts = ", ".join(f"{n} {a}:{b}" for n, (a, b) in zip("zyx", self.full, strict=False))
+        parts = ", ".join(f"{n} {a}:{b}" for n, (a, b) in zip("zyx", self.full, strict=True))
         return f"{parts} (level {self.level})"
 
 
@@ -73,20 +77,27 @@ def level_range(r: Range, level: int, size: int) -> Range:
 
 def make_region(
     stack: Stack,
-    z: Any = None,
-    y: Any = None,
-    x: Any = None,
+    z: AxisRange = None,
+    y: AxisRange = None,
+    x: AxisRange = None,
     level: int = 0,
     level_shape: tuple[int, int, int] | None = None,
 ) -> Region:
     """Validate a level-0 region against the stack and place it on level ``level``."""
-    full = tuple(as_range(v, n, a) for v, n, a in zip((z, y, x), stack.shape, "zyx", strict=False))
-    shape = level_shape or stack.shape
-    ranges = tuple(level_range(r, level, n) for r, n in zip(full, shape, strict=False))
-    f = 1 << level
-    voxel = tuple(v * f for v in stack.voxel_size)
-    origin = tuple(
-        o + (r[0] * f + (f - 1) / 2) * v
-        for o, r, v in zip(stack.origin, ranges, stack.voxel_size, strict=False)
+    nz, ny, nx = stack.shape
+    full = (as_range(z, nz, "z"), as_range(y, ny, "y"), as_range(x, nx, "x"))
+    lz, ly, lx = level_shape or stack.shape
+    ranges = (
+        level_range(full[0], level, lz),
+        level_range(full[1], level, ly),
+        level_range(full[2], level, lx),
     )
-    return Region(full, level, ranges, voxel, origin, stack.unit)
+    f = 1 << level
+    vz, vy, vx = stack.voxel_size
+    oz, oy, ox = stack.origin
+
+    def centre(o: float, r: Range, v: float) -> float:
+        return o + (r[0] * f + (f - 1) / 2) * v
+
+    origin = (centre(oz, ranges[0], vz), centre(oy, ranges[1], vy), centre(ox, ranges[2], vx))
+    return Region(full, level, ranges, (vz * f, vy * f, vx * f), origin, stack.unit)

@@ -1,4 +1,4 @@
-"""A folder of 2D slices (TIFF, PNG or BMP), named and numbered as DESIGN.md says.
+"""A folder of 2D slices (TIFF, PNG or BMP), named and numbered as docs/export.md says.
 
 Level 0 keeps the source prefix, padding and file numbers (a z-crop 120..860 keeps 120..859);
 other levels are numbered from 0 with the same prefix and padding.
@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -76,8 +77,13 @@ class SliceWriter:
     """Writes plane i of the region as one file in ``folder``."""
 
     def __init__(
-        self, folder: Path, fmt: str, region: Region, name: Callable[[int], str], prov: dict
-    ):
+        self,
+        folder: Path,
+        fmt: str,
+        region: Region,
+        name: Callable[[int], str],
+        prov: dict[str, Any],
+    ) -> None:
         self.folder = folder
         self.fmt = fmt
         self.region = region
@@ -91,7 +97,12 @@ class SliceWriter:
         self.pool.__enter__()
         return self
 
-    def __exit__(self, typ, exc, tb) -> None:
+    def __exit__(
+        self,
+        typ: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         """Wait for the files in flight (errors surface here) or, on an error, drop them."""
         self.pool.__exit__(typ, exc, tb)
 
@@ -122,7 +133,7 @@ class SliceWriter:
         oz, oy, ox = self.region.origin
         z = oz + i * vz
         unit = self.region.unit
-        kwargs: dict = {
+        kwargs: dict[str, Any] = {
             "photometric": "minisblack",
             "software": f"ctstack {__version__}",
             "extratags": [(PROVENANCE_TAG, "s", 0, self._meta(i), True)],

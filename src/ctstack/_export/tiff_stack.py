@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -25,7 +26,7 @@ def flavour(region: Region, dtype: np.dtype) -> str:
 
 
 def write_stack(
-    path: Path, planes: Iterator[np.ndarray], region: Region, dtype: np.dtype, prov: dict
+    path: Path, planes: Iterator[np.ndarray], region: Region, dtype: np.dtype, prov: dict[str, Any]
 ) -> str:
     """Write all planes (in z order) to ``path``; returns the flavour written."""
     import tifffile
@@ -34,7 +35,7 @@ def write_stack(
 
     kind = flavour(region, dtype)
     text = json.dumps(prov)
-    kwargs: dict = {
+    kwargs: dict[str, Any] = {
         "shape": region.shape,
         "dtype": np.dtype(dtype),
         "photometric": "minisblack",

@@ -13,6 +13,8 @@ import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
 
 from ..errors import CTStackError, ExportError, NotEnoughSpace, OutputExists
 from .guard import check_replaceable, write_marker
@@ -35,7 +37,7 @@ class ExportResult:
     dtype: str = ""
     level: int = 0
     region: str = ""
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> str:
         """One line: ``wrote 740 tiff files (1.21 GiB) to out/ in 12.3 s``."""
@@ -122,8 +124,13 @@ class Staging:
     """
 
     def __init__(
-        self, out: Path, overwrite: bool, folder: bool, fmt: str, prov: dict | None = None
-    ):
+        self,
+        out: Path,
+        overwrite: bool,
+        folder: bool,
+        fmt: str,
+        prov: dict[str, Any] | None = None,
+    ) -> None:
         self.out = Path(out)
         self.overwrite = overwrite
         self.folder = folder
@@ -177,7 +184,12 @@ class Staging:
             removed += 1
         return removed
 
-    def __exit__(self, typ, exc, tb) -> bool:
+    def __exit__(
+        self,
+        typ: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> Literal[False]:
         if not self.committed:
             remove(self.tmp)
         if isinstance(exc, OSError) and not isinstance(exc, CTStackError):

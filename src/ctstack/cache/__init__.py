@@ -63,14 +63,13 @@ from .keys import (
     source_fingerprint,
 )
 from .store import PyramidCache
-from .writer import FSYNC, WRITE_QUEUE, CacheWriter
+from .writer import WRITE_QUEUE, CacheWriter
 
 __all__ = [
     "CHUNK_DEPTH",
     "CHUNK_ROWS",
     "ENTRY_SUFFIX",
     "ENV_VAR",
-    "FSYNC",
     "LEVEL_TAG",
     "LOCAL_DIRNAME",
     "MANIFEST",

@@ -15,6 +15,7 @@ import socket
 import stat
 import time
 from pathlib import Path
+from typing import Any
 
 from ..locations import LOCAL_DIRNAME, ROI_FILE, is_location_name, safe_name
 from .keys import (
@@ -53,7 +54,7 @@ def _real_dir(path: Path) -> bool:
         return False
 
 
-def _json_dict(path: Path) -> dict | None:
+def _json_dict(path: Path) -> dict[str, Any] | None:
     """The JSON object in the regular file ``path`` (not a symlink), else None."""
     try:
         if not stat.S_ISREG(os.lstat(path).st_mode):
@@ -64,7 +65,7 @@ def _json_dict(path: Path) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
-def read_manifest(entry: Path) -> dict | None:
+def read_manifest(entry: Path) -> dict[str, Any] | None:
     """The manifest of an entry folder as a dict, or None when absent or unreadable."""
     try:
         data = json.loads((entry / MANIFEST).read_text())
@@ -183,13 +184,13 @@ def remove_marked_last(folder: Path) -> None:
         folder.rmdir()
 
 
-def list_location(location: Path | str) -> list[dict]:
+def list_location(location: Path | str) -> list[dict[str, Any]]:
     """Describe every cache entry and temp folder of ctstack's in one location (``cache list``).
 
     Folders named like them that lack ctstack's mark are not ours and are not listed.
     """
     location = Path(location)
-    out: list[dict] = []
+    out: list[dict[str, Any]] = []
     try:
         children = sorted(location.iterdir())
     except OSError:

@@ -50,7 +50,7 @@ class SourceMissing(CacheError):
     """A file the pixels depend on vanished between opening the stack and keying its cache."""
 
 
-def _digest(record: dict) -> str:
+def _digest(record: dict[str, Any]) -> str:
     blob = json.dumps(record, separators=(",", ":"), sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()
 

@@ -12,17 +12,21 @@ import contextlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .._types import StrPath
 from ..locations import cache_location, read_locations, stack_folder
 from .housekeeping import clean_location, list_location, read_manifest, remove_tree
 from .keys import PYRAMID_VERSION, entry_dirname
 from .writer import CacheWriter
 
+if TYPE_CHECKING:
+    import zarr
 
-def _open_levels(entry: Path, manifest: dict) -> list:
+
+def _open_levels(entry: Path, manifest: dict[str, Any]) -> list[zarr.Array[Any]]:
     """Open levels 1..n read-only from metadata only; raises if anything disagrees."""
     import zarr
 
@@ -40,7 +44,9 @@ def _open_levels(entry: Path, manifest: dict) -> list:
     return levels
 
 
-def _chunks_intact(level_dir: Path, shape, chunks, itemsize: int) -> bool:
+def _chunks_intact(
+    level_dir: Path, shape: tuple[int, ...], chunks: tuple[int, ...], itemsize: int
+) -> bool:
     """Every chunk file exists with its exact uncompressed size: a stat per file, no pixel read."""
     expected = int(np.prod([-(-n // c) for n, c in zip(shape, chunks, strict=True)]))
     size = int(np.prod(chunks)) * itemsize
@@ -56,7 +62,7 @@ def _chunks_intact(level_dir: Path, shape, chunks, itemsize: int) -> bool:
 class PyramidCache:
     """The levels 1..n cache of one stack (folder ``root``, series ``name``)."""
 
-    def __init__(self, root: Path | str, name: str, cache_dir: Path | str | None = None):
+    def __init__(self, root: Path | str, name: str, cache_dir: StrPath | None = None) -> None:
         self.root = stack_folder(root)
         self.name = name
         self.location = cache_location(self.root, cache_dir)
@@ -69,12 +75,12 @@ class PyramidCache:
         """Where the committed entry for ``key`` lives (whether or not it exists)."""
         return self.location / entry_dirname(self.name, key)
 
-    def load(self, key: str) -> list | None:
+    def load(self, key: str) -> list[zarr.Array[Any]] | None:
         """The committed levels for ``key`` as read-only zarr arrays, or None; reads no pixel."""
         found = self.load_entry(key)
         return None if found is None else found[1]
 
-    def load_entry(self, key: str) -> tuple[Path, list] | None:
+    def load_entry(self, key: str) -> tuple[Path, list[zarr.Array[Any]]] | None:
         """``(entry folder, levels)`` for ``key``, or None: ``load`` plus where it was found
         (the written location, or a location only read, such as a read-only ``.ctstack``)."""
         for location in self._read_locations:
@@ -89,7 +95,7 @@ class PyramidCache:
                     remove_tree(entry)  # corrupt and ours: make room for a rebuild
         return None
 
-    def _open_entry(self, entry: Path, key: str) -> list | None:
+    def _open_entry(self, entry: Path, key: str) -> list[zarr.Array[Any]] | None:
         m = read_manifest(entry)
         if not m or m.get("key") != key or m.get("version") != PYRAMID_VERSION:
             return None
@@ -114,7 +120,7 @@ class PyramidCache:
         """
         return CacheWriter(self, key, level_shapes, dtype, source)
 
-    def entries(self) -> list[dict]:
+    def entries(self) -> list[dict[str, Any]]:
         """Every entry and temp folder in this cache's location (all series names)."""
         return list_location(self.location)
 

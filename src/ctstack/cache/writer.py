@@ -8,7 +8,6 @@ into place, so a kill or a full disk leaves either no entry or a whole one.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
 import os
@@ -16,7 +15,6 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -43,25 +41,11 @@ from .keys import (
 )
 
 if TYPE_CHECKING:
+    import zarr
+
     from .store import PyramidCache
 
-FSYNC = False  # fsync every chunk before commit: costs ~2 s per 600 MB here (see the store)
 WRITE_QUEUE = 1  # full slabs waiting for the writer thread, at most (bounds memory)
-
-
-def _fsync_path(path: Path, directory: bool = False) -> None:
-    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_tree(path: Path) -> None:
-    for dirpath, _dirs, files in os.walk(path):
-        for f in files:
-            _fsync_path(Path(dirpath, f))
-        _fsync_path(Path(dirpath), directory=True)
 
 
 def _plain_layout(arr: Any, chunks: Shape3) -> bool:
@@ -117,15 +101,16 @@ class CacheWriter:
         level_shapes: Sequence[Sequence[int]],
         dtype: Any,
         source: str | None = None,
-    ):
+    ) -> None:
         import zarr
 
         self.cache = cache
         self.key = key
         self.source = source or key  # without a source fingerprint, the key stands for it
-        self.level_shapes: list[Shape3] = [tuple(int(n) for n in s) for s in level_shapes]  # type: ignore[misc]
-        if not self.level_shapes or any(len(s) != 3 or min(s) < 1 for s in self.level_shapes):
+        shapes = [tuple(int(n) for n in s) for s in level_shapes]
+        if not shapes or any(len(s) != 3 or min(s) < 1 for s in shapes):
             raise CacheError(f"bad level shapes for the cache: {level_shapes!r}")
+        self.level_shapes: list[Shape3] = [(s[0], s[1], s[2]) for s in shapes]
         self.dtype = np.dtype(dtype)
         self.won: bool | None = None  # after commit: True if our build became the entry
         self.before_rename: Callable[[], None] | None = None  # test hook, called in commit()
@@ -148,7 +133,10 @@ class CacheWriter:
         self._start = [0] * len(self.level_shapes)  # first z held in each buffer
         self._count = [0] * len(self.level_shapes)  # planes held in each buffer
         self._made_dirs: set[str] = set()
-        self._queue: queue.Queue = queue.Queue(maxsize=WRITE_QUEUE)
+        # (level index, first z, planes, slab) per full slab; None ends the writer thread
+        self._queue: queue.Queue[tuple[int, int, int, np.ndarray] | None] = queue.Queue(
+            maxsize=WRITE_QUEUE
+        )
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None  # the writer thread's first failure
         self._stop = False
@@ -302,7 +290,7 @@ class CacheWriter:
             for s, c, shape in zip(self._start, self._count, self.level_shapes, strict=True)
         )
 
-    def commit(self, replace: bool = False) -> list:
+    def commit(self, replace: bool = False) -> list[zarr.Array[Any]]:
         """Make the build the cache entry (atomic rename, manifest written last); return levels.
 
         If another process committed the same key first, ours is discarded and theirs returned,
@@ -339,6 +327,8 @@ class CacheWriter:
         return levels
 
     def _write_manifest(self) -> None:
+        """Write the manifest, the entry's last file. Nothing is fsync-ed (that cost about 2 s
+        per 600 MB): a torn entry is caught when it is opened, by ``store._chunks_intact``."""
         manifest = {
             "key": self.key,
             "source": self.source,
@@ -351,20 +341,13 @@ class CacheWriter:
             "zarr_format": ZARR_FORMAT,
             "created": time.time(),
         }
-        if FSYNC:
-            _fsync_tree(self.tmp)
         part = self.tmp / (MANIFEST + ".part")
         with open(part, "w") as f:
             json.dump(manifest, f, indent=1)
-            f.flush()
-            if FSYNC:
-                os.fsync(f.fileno())
         os.replace(part, self.tmp / MANIFEST)
         os.unlink(self.tmp / TEMP_MARKER)  # the manifest marks it now; entries hold no marker
-        if FSYNC:
-            _fsync_path(self.tmp, directory=True)
 
-    def _rename_into_place(self, replace: bool) -> list:
+    def _rename_into_place(self, replace: bool) -> list[zarr.Array[Any]]:
         final = self.cache.entry_path(self.key)
         for _attempt in range(2):
             try:
@@ -384,9 +367,6 @@ class CacheWriter:
                 continue
             self.won = True
             self._state = "committed"
-            if FSYNC:
-                with contextlib.suppress(OSError):
-                    _fsync_path(final.parent, directory=True)
             levels = self.cache._open_entry(final, self.key)
             if levels is None:
                 raise CacheError(f"{final}: committed entry does not open")

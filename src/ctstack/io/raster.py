@@ -12,6 +12,7 @@ import struct
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -25,8 +26,12 @@ MAX_SLICE_PIXELS = 2**31
 _LUMA = (19595, 38470, 7471)
 
 
-def map_dtype(dtype: np.dtype, where: str | os.PathLike = "") -> np.dtype:
-    """Map a file's pixel type to one the kernels take (DESIGN.md Conventions), or refuse it."""
+def map_dtype(dtype: np.dtype, where: str | os.PathLike[str] = "") -> np.dtype:
+    """Map a file's pixel type to one the kernels take (``ctstack._dtypes.DTYPES``), or refuse it.
+
+    bool becomes uint8, int8 int16 and float16 float32 (each value kept exactly); other types
+    the kernels do not take are refused with UnsupportedDtype.
+    """
     dtype = np.dtype(dtype).newbyteorder("=")
     if dtype in KERNEL_DTYPES:
         return dtype
@@ -68,7 +73,7 @@ class SliceHeader:
     colour: bool = False  # RGB(A) or a colour palette: decoded to luminance
     compressed: bool = False
     more_pages: bool = False  # a TIFF with further IFDs (maybe a multi-page volume)
-    info: dict = field(default_factory=dict, compare=False)
+    info: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def bits(self) -> int:
@@ -139,7 +144,7 @@ def _tiff_header(path: Path) -> SliceHeader:
         block = fh.read(count * esize + (8 if big else 4))
         if len(block) < count * esize + (8 if big else 4):
             raise UnreadableSlice(f"{path}: TIFF directory is truncated")
-        tags: dict[int, tuple] = {}
+        tags: dict[int, tuple[Any, ...]] = {}
         for i in range(count):
             entry = block[i * esize : (i + 1) * esize]
             code, typ, n = struct.unpack(bo + efmt, entry[: 4 + (8 if big else 4)])
@@ -178,10 +183,12 @@ def _tiff_header(path: Path) -> SliceHeader:
     dtype = map_dtype(stored, path)
     if compression == 1:  # uncompressed: a short file is a truncated slice
         offsets, counts = tags.get(273) or tags.get(324), tags.get(279) or tags.get(325)
-        if offsets and counts and max(o + c for o, c in zip(offsets, counts, strict=False)) > size:
+        # the file's own tags: a damaged TIFF may list more offsets than byte counts (or fewer);
+        # the pairs present are checked, the rest is left to the decoder
+        ends = [o + c for o, c in zip(offsets or (), counts or (), strict=False)]
+        if offsets and counts and max(ends) > size:
             raise UnreadableSlice(
-                f"{path}: truncated ({size} bytes, the image data needs "
-                f"{max(o + c for o, c in zip(offsets, counts, strict=False))})"
+                f"{path}: truncated ({size} bytes, the image data needs {max(ends)})"
             )
     return SliceHeader(
         path,

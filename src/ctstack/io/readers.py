@@ -8,13 +8,20 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import InvalidArgument, UnreadableSlice, UnsupportedFormat
 from .raster import SliceHeader, decode, luminance, map_dtype
+
+if TYPE_CHECKING:
+    import dask.array as da
+
+    from ..dicom import DicomHeader
+    from ..ngff import NgffImage
 
 
 class SliceReader:
@@ -22,7 +29,8 @@ class SliceReader:
 
     shape: tuple[int, int, int]
     dtype: np.dtype
-    dask_level0 = None  # a ready dask array for level 0 (OME-Zarr), else the Stack builds one
+    # a ready dask array for level 0 (OME-Zarr), else the Stack builds one
+    dask_level0: da.Array | None = None
 
     def read(self, z: int, out: np.ndarray | None = None) -> np.ndarray:
         raise NotImplementedError
@@ -36,7 +44,7 @@ class SliceReader:
     def token(self) -> object:
         return [str(p) for p in self.sources()]
 
-    def extra_levels(self) -> list:
+    def extra_levels(self) -> list[da.Array]:
         return []
 
     def _zeros(self, out: np.ndarray | None) -> np.ndarray:
@@ -74,7 +82,14 @@ class SeriesReader(SliceReader):
 class DicomReader(SliceReader):
     """One DICOM file per z, rescaled to Hounsfield units when the series is."""
 
-    def __init__(self, headers, files, shape, dtype, rescale: bool) -> None:
+    def __init__(
+        self,
+        headers: Sequence[DicomHeader | None],
+        files: Sequence[Path],
+        shape: tuple[int, int, int],
+        dtype: np.dtype,
+        rescale: bool,
+    ) -> None:
         self.headers, self.files, self.shape, self.dtype = headers, files, shape, dtype
         self.rescale = rescale
 
@@ -104,13 +119,13 @@ class MultipageReader(SliceReader):
         self,
         path: Path,
         pages: list[int],
-        shape,
-        dtype,
+        shape: tuple[int, int, int],
+        dtype: np.dtype,
         colour: bool,
-        contiguous,
+        contiguous: tuple[int, tuple[int, ...], np.dtype] | None,
         kind: str,
         axes: str,
-        stored_shape: tuple,
+        stored_shape: tuple[int, ...],
         notes: list[str],
     ) -> None:
         self.path, self.pages, self.shape, self.dtype = path, pages, shape, dtype
@@ -171,7 +186,7 @@ class MultipageReader(SliceReader):
             dtype = map_dtype(series.dtype, path)
         return cls(path, pages, (depth, y, x), dtype, colour, contiguous, kind, axes, stored, notes)
 
-    def _open(self):
+    def _open(self) -> Any:
         import tifffile
 
         if self._tif is None:
@@ -183,7 +198,7 @@ class MultipageReader(SliceReader):
         try:
             with self._lock:
                 if self.contiguous is not None:
-                    arr = self._read_contiguous(idx)
+                    arr = self._read_contiguous(self.contiguous, idx)
                 else:
                     page = self._open().series[0].pages[idx]
                     if out is not None and not self.colour and page.dtype == self.dtype:
@@ -202,8 +217,10 @@ class MultipageReader(SliceReader):
             return out
         return arr.astype(self.dtype, copy=False)
 
-    def _read_contiguous(self, idx: int) -> np.ndarray:
-        offset, plane, dtype = self.contiguous
+    def _read_contiguous(
+        self, contiguous: tuple[int, tuple[int, ...], np.dtype], idx: int
+    ) -> np.ndarray:
+        offset, plane, dtype = contiguous
         count = int(np.prod(plane))
         with open(self.path, "rb") as fh:
             fh.seek(offset + idx * count * dtype.itemsize)
@@ -218,13 +235,13 @@ class MultipageReader(SliceReader):
     def sources(self) -> list[Path]:
         return [self.path]
 
-    def __getstate__(self) -> dict:
+    def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_lock"] = None
         state["_tif"] = None
         return state
 
-    def __setstate__(self, state: dict) -> None:
+    def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._lock = threading.Lock()
 
@@ -232,7 +249,7 @@ class MultipageReader(SliceReader):
 class NgffReader(SliceReader):
     """An OME-Zarr image: level 0 from its first dataset, the others as stored levels."""
 
-    def __init__(self, image) -> None:
+    def __init__(self, image: NgffImage) -> None:
         from ..ngff import level_dask
 
         self.image, self.shape, self.dtype = image, image.shape, image.dtype
@@ -253,7 +270,7 @@ class NgffReader(SliceReader):
     def path_of(self, z: int) -> Path | None:
         return self.image.path
 
-    def extra_levels(self) -> list:
+    def extra_levels(self) -> list[da.Array]:
         from ..ngff import level_dask
 
         return [

@@ -8,6 +8,7 @@ The 3D level is the stack's view-model field (``ctstack.viewmodel``); ``_sync.py
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from .. import windows
@@ -15,7 +16,7 @@ from ..pyramid import DEFAULT_MAX_SIZE
 
 if TYPE_CHECKING:
     from napari.components import ViewerModel
-    from napari.layers import Image
+    from napari.layers import Image, Layer
 
     from ..stack import Stack
 
@@ -55,7 +56,7 @@ def max_size_setting() -> int:
     return value if value >= 1 else DEFAULT_MAX_SIZE
 
 
-def contrast_limits(levels: list) -> tuple[float, float]:
+def contrast_limits(levels: Sequence[Any]) -> tuple[float, float]:
     """Robust 0.5-99.5 % percentiles of the coarsest level (strided), else of a few level-0 planes.
 
     Never scans full resolution: with one level only a handful of strided z-planes are read.
@@ -81,7 +82,7 @@ def _plain(value: Any) -> bool:
     )
 
 
-def layer_kwargs(stack: Stack, levels: list) -> dict[str, Any]:
+def layer_kwargs(stack: Stack, levels: Sequence[Any]) -> dict[str, Any]:
     """Image-layer kwargs for a Stack shown with ``levels`` (one level: plain, else multiscale)."""
     return {
         "name": stack.name,
@@ -98,13 +99,13 @@ def layer_kwargs(stack: Stack, levels: list) -> dict[str, Any]:
     }
 
 
-def layer_data(stack: Stack, levels: list) -> tuple[Any, dict[str, Any], str]:
+def layer_data(stack: Stack, levels: Sequence[Any]) -> tuple[Any, dict[str, Any], str]:
     """One napari LayerData tuple: the levels as data (a list when multiscale) plus kwargs."""
     data = list(levels) if len(levels) > 1 else levels[0]
     return (data, layer_kwargs(stack, levels), "image")
 
 
-def stack_of(layer) -> Stack | None:
+def stack_of(layer: Layer | None) -> Stack | None:
     """The Stack behind a layer opened by this plugin, else None."""
     meta = getattr(layer, "metadata", None) or {}
     return meta.get(STACK_KEY)
@@ -113,7 +114,7 @@ def stack_of(layer) -> Stack | None:
 # --- 3D level ---------------------------------------------------------------------------------
 
 
-def levels_for_3d(level_shapes: list, max_texture_3d: int | None) -> list[int]:
+def levels_for_3d(level_shapes: Sequence[Sequence[int]], max_texture_3d: int | None) -> list[int]:
     """Indices of the levels whose every axis fits the GPU's largest 3D texture."""
     limit = max_texture_3d or 2048
     return [i for i, shape in enumerate(level_shapes) if max(int(n) for n in shape) <= limit]
@@ -142,7 +143,7 @@ def apply_3d_level(layer: Image, ndisplay: int) -> None:
 # --- replacing a layer by its multiscale twin -------------------------------------------------
 
 
-def replace_with_levels(viewer: ViewerModel, old: Image, levels: list) -> Image:
+def replace_with_levels(viewer: ViewerModel, old: Image, levels: Sequence[Any]) -> Image:
     """Put a multiscale layer in the place of ``old``, keeping the user's view and settings.
 
     napari cannot make a layer multiscale after creation, so a new layer takes the old one's

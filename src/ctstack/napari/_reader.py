@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 
 SLICE_SUFFIXES = {".tif", ".tiff", ".png", ".bmp", ".jpg", ".jpeg", ".dcm", ".dicom", ".ima"}
 LayerData = tuple[Any, dict[str, Any], str]
+"""napari's (data, kwargs, layer type) for one layer."""
+ReaderResult = list[tuple[Any, ...]]
+"""What a napari reader returns: layer data, or the empty sentinel ``[(None,)]``."""
 
 
 class Notifier:
@@ -71,7 +74,7 @@ class Opened:
     notifier: Notifier = field(default_factory=Notifier)
 
 
-_OPENED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_OPENED: weakref.WeakKeyDictionary[Stack, Opened] = weakref.WeakKeyDictionary()
 
 
 def opened(stack: Stack) -> Opened | None:
@@ -109,7 +112,7 @@ def remember_max_size(stack: Stack, max_size: int) -> None:
         record.max_size = max_size
 
 
-def napari_get_reader(path: str | list[str]) -> Callable[..., list] | None:
+def napari_get_reader(path: str | list[str]) -> Callable[[str | list[str]], ReaderResult] | None:
     """Claim folders, slice files, multi-page TIFFs and DICOM files; None for anything else."""
     return read_for_napari if claims(path) else None
 
@@ -136,7 +139,7 @@ def _is_dicom(path: Path) -> bool:
         return False
 
 
-def read_for_napari(path: str | list[str]) -> list:
+def read_for_napari(path: str | list[str]) -> ReaderResult:
     """Layer data, or napari's empty sentinel after an error notification."""
     if isinstance(path, list | tuple):
         path = path[0]

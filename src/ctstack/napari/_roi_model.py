@@ -11,6 +11,7 @@ coordinates and half-open level-0 index ranges through the image layer's own tra
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -19,7 +20,7 @@ from ..roi import ROI
 from ..viewmodel import ViewModel, model_for
 
 if TYPE_CHECKING:
-    from ..stack import Stack
+    from napari.layers import Image
 
 Range = tuple[int, int]
 EPS = 1e-6  # tolerance for float error in transforms: an edge at 9.4999999 counts as 9.5
@@ -41,14 +42,14 @@ def edges_to_range(lo: float, hi: float, size: int) -> Range:
     return (start, stop)
 
 
-def _world_points(image_layer, corners_world: np.ndarray) -> np.ndarray:
+def _world_points(image_layer: Image, corners_world: np.ndarray) -> np.ndarray:
     """Corners (n, k) in world coordinates -> (n, image.ndim) level-0 data coordinates."""
     pts = np.atleast_2d(np.asarray(corners_world, dtype=float))
     return np.array([image_layer.world_to_data(p) for p in pts])
 
 
 def box_to_yx(
-    image_layer, corners_world: np.ndarray, shape: tuple[int, ...]
+    image_layer: Image, corners_world: np.ndarray, shape: tuple[int, ...]
 ) -> tuple[Range, Range]:
     """Level-0 (y, x) ranges covered by a box given by its corners in world coordinates.
 
@@ -62,7 +63,7 @@ def box_to_yx(
     )
 
 
-def yx_to_box(image_layer, y: Range, x: Range) -> np.ndarray:
+def yx_to_box(image_layer: Image, y: Range, x: Range) -> np.ndarray:
     """The four world (y, x) corners of the rectangle covering level-0 ranges ``y`` and ``x``."""
     lead = [0.0] * (image_layer.ndim - 2)
     corners = [
@@ -75,18 +76,12 @@ def yx_to_box(image_layer, y: Range, x: Range) -> np.ndarray:
     return np.array(world)
 
 
-def world_to_index(image_layer, point_world, axis: int, size: int) -> int:
+def world_to_index(
+    image_layer: Image, point_world: Sequence[float] | np.ndarray, axis: int, size: int
+) -> int:
     """The level-0 index along ``axis`` of the voxel under a world point (clipped)."""
     value = float(image_layer.world_to_data(np.asarray(point_world, float))[axis])
     return min(max(math.floor(value + 0.5 + EPS), 0), size - 1)
-
-
-def physical_box(stack: Stack, roi: ROI) -> tuple[np.ndarray, np.ndarray]:
-    """World (z, y, x) bounds of the ROI's outer voxel faces: ``origin + (i - 0.5) * voxel``."""
-    start = np.array([r[0] for r in (roi.z, roi.y, roi.x)], float)
-    stop = np.array([r[1] for r in (roi.z, roi.y, roi.x)], float)
-    voxel, origin = np.asarray(stack.voxel_size), np.asarray(stack.origin)
-    return origin + (start - 0.5) * voxel, origin + (stop - 0.5) * voxel
 
 
 # --- levels -------------------------------------------------------------------------------
@@ -96,8 +91,11 @@ def roi_on_level(roi: ROI, level: int, shape: tuple[int, int, int]) -> tuple[Ran
     """The level-k footprint ``[floor(a / 2^k), ceil(b / 2^k))`` of a level-0 ROI."""
     from .._export.regions import level_range
 
-    return tuple(
-        level_range(r, level, n) for r, n in zip((roi.z, roi.y, roi.x), shape, strict=True)
+    nz, ny, nx = shape
+    return (
+        level_range(roi.z, level, nz),
+        level_range(roi.y, level, ny),
+        level_range(roi.x, level, nx),
     )
 
 
@@ -107,7 +105,6 @@ __all__ = [
     "describe",
     "edges_to_range",
     "model_for",
-    "physical_box",
     "roi_on_level",
     "world_to_index",
     "yx_to_box",

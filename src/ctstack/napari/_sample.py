@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._reader import ReaderResult
 
 SHAPE = (128, 256, 256)
 VOXEL_UM = 10.0
@@ -32,7 +36,7 @@ def sample_folder(shape: tuple[int, int, int] = SHAPE) -> Path:
     return folder
 
 
-def make_phantom() -> list:
+def make_phantom() -> ReaderResult:
     """npe2 sample data: the phantom folder read through the plugin's own reader."""
     from ._reader import read_for_napari
 

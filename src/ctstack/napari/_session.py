@@ -25,8 +25,8 @@ def virtual_display(size: tuple[int, int] = (1600, 1000)) -> Iterator[None]:
     try:
         from pyvirtualdisplay import Display
     except ImportError:
-        Display = None
-    if Display is not None:
+        pass  # a plain Xvfb below
+    else:
         with Display(visible=False, size=size, color_depth=24):
             yield
         return

@@ -19,16 +19,19 @@ from __future__ import annotations
 
 import math
 import weakref
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ._layer import apply_3d_level, stack_of
 
 if TYPE_CHECKING:
     from napari.components import ViewerModel
+    from napari.layers import Image, Layer
+    from napari.utils.events import Event
 
     from ..viewmodel import ViewModel
 
-_SYNCS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_SYNCS: weakref.WeakKeyDictionary[ViewerModel, ViewerSync] = weakref.WeakKeyDictionary()
 
 
 def sync_viewer(viewer: ViewerModel) -> ViewerSync:
@@ -44,7 +47,7 @@ def track_3d_levels(viewer: ViewerModel) -> None:
     sync_viewer(viewer)
 
 
-def set_3d_level(layer, level: int | None) -> None:
+def set_3d_level(layer: Image, level: int | None) -> None:
     """Choose the level rendered in 3D (None: napari's default, the coarsest) for the layer's
     stack: its view model's ``level_3d``. Applied at once by the viewers that hold the layer
     (synced here if they were not yet: the synced ones, else napari's current viewer)."""
@@ -63,7 +66,7 @@ def set_3d_level(layer, level: int | None) -> None:
         sync_viewer(viewer)._on_ndisplay()
 
 
-def _current_viewer():
+def _current_viewer() -> ViewerModel | None:
     """napari's current viewer, if napari's viewer module is in use (None otherwise)."""
     try:
         from napari import current_viewer
@@ -72,7 +75,7 @@ def _current_viewer():
     return current_viewer()
 
 
-def _index(layer, point: tuple[float, ...], shape: tuple[int, ...]) -> tuple[int, int, int]:
+def _index(layer: Image, point: tuple[float, ...], shape: tuple[int, ...]) -> tuple[int, int, int]:
     """Level-0 (z, y, x) indices of the voxel under a world point (clamped to the shape)."""
     data = layer.world_to_data(point)[-3:]
     z, y, x = (
@@ -88,7 +91,7 @@ class _Link:
     def __init__(self, sync: ViewerSync, model: ViewModel) -> None:
         self._sync = weakref.ref(sync)
         self.model = model
-        self.layers: list = []
+        self.layers: list[Image] = []
         self.pushing = False  # model -> layer in progress: the layers' own events are echoes
         events = model.events
         events.crosshair.connect(self.on_crosshair)
@@ -123,7 +126,7 @@ class _Link:
             for layer in self.layers:
                 apply_3d_level(layer, viewer.dims.ndisplay)
 
-    def _push(self, attr: str, value: Any, differs) -> None:
+    def _push(self, attr: str, value: Any, differs: Callable[[Image], bool]) -> None:
         self.pushing = True
         try:
             for layer in self.layers:
@@ -134,7 +137,7 @@ class _Link:
 
     # layer -> model
 
-    def on_layer_contrast(self, event=None) -> None:
+    def on_layer_contrast(self, event: Event | _Event | None = None) -> None:
         layer = getattr(event, "source", None)
         if self.pushing or layer is None or layer not in self.layers:
             return
@@ -142,24 +145,26 @@ class _Link:
         if not self.model.has_window or window != self.model.window:
             self.model.window = window
 
-    def on_layer_colormap(self, event=None) -> None:
+    def on_layer_colormap(self, event: Event | _Event | None = None) -> None:
         layer = getattr(event, "source", None)
         if self.pushing or layer is None or layer not in self.layers:
             return
         self.model.colormap = layer.colormap.name
 
-    def adopt(self, layer) -> None:
+    def adopt(self, layer: Image) -> None:
         """A joining layer brings its window and colormap to the model."""
         self.on_layer_contrast(_Event(layer))
         self.on_layer_colormap(_Event(layer))
 
 
 class _Event:
-    def __init__(self, source) -> None:
+    """A stand-in for a layer event: just its ``source``."""
+
+    def __init__(self, source: Image) -> None:
         self.source = source
 
 
-def _window_of(layer) -> tuple[float, float]:
+def _window_of(layer: Image) -> tuple[float, float]:
     lo, hi = (float(v) for v in layer.contrast_limits)
     return (lo, hi)
 
@@ -182,7 +187,7 @@ class ViewerSync:
     def viewer(self) -> ViewerModel | None:
         return self._viewer()
 
-    def model_of(self, layer) -> ViewModel | None:
+    def model_of(self, layer: Layer) -> ViewModel | None:
         for link in self._links.values():
             if layer in link.layers:
                 return link.model
@@ -190,7 +195,7 @@ class ViewerSync:
 
     # --- layers coming and going ---------------------------------------------------------------
 
-    def bind(self, layer) -> None:
+    def bind(self, layer: Layer) -> None:
         """Tie a plugin layer to its stack's model (a no-op for other layers)."""
         from ..viewmodel import model_for
 
@@ -210,7 +215,7 @@ class ViewerSync:
         if viewer is not None:
             apply_3d_level(layer, viewer.dims.ndisplay)
 
-    def unbind(self, layer) -> None:
+    def unbind(self, layer: Layer) -> None:
         for key, link in list(self._links.items()):
             if layer in link.layers:
                 link.layers.remove(layer)
@@ -220,15 +225,15 @@ class ViewerSync:
                     link.close()
                     del self._links[key]
 
-    def _on_inserted(self, event) -> None:
+    def _on_inserted(self, event: Event) -> None:
         self.bind(event.value)
 
-    def _on_removed(self, event) -> None:
+    def _on_removed(self, event: Event) -> None:
         self.unbind(event.value)
 
     # --- crosshair <-> dims --------------------------------------------------------------------
 
-    def _on_point(self, event=None) -> None:
+    def _on_point(self, event: Event | None = None) -> None:
         """The viewer's slice moved: every bound model follows (no echo back to dims)."""
         if self._guard:
             return
@@ -271,7 +276,7 @@ class ViewerSync:
 
     # --- 2D / 3D -------------------------------------------------------------------------------
 
-    def _on_ndisplay(self, event=None) -> None:
+    def _on_ndisplay(self, event: Event | None = None) -> None:
         viewer = self.viewer
         if viewer is None:
             return

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qtpy.QtCore import QObject, Signal
@@ -16,7 +17,17 @@ from .._roi_model import model_for
 from .._sync import sync_viewer
 
 if TYPE_CHECKING:
+    from napari.layers import Image
+    from napari.qt.threading import FunctionWorker
+    from napari.utils import cancelable_progress
+    from napari.utils.events import Event
+
     import napari
+
+    from ..._types import Progress
+    from ...roi import ROI
+    from ...stack import Stack
+    from ...viewmodel import ViewModel
 
 FORMATS = {
     "tiff": "TIFF slices (folder)",
@@ -27,7 +38,9 @@ FORMATS = {
 }
 
 
-def follow_layer_events(widget: QWidget, viewer: napari.viewer.Viewer, callback: Callable) -> None:
+def follow_layer_events(
+    widget: QWidget, viewer: napari.viewer.Viewer, callback: Callable[..., None]
+) -> None:
     """Call ``callback`` when the active layer changes or layers come and go, until the widget
     is destroyed (the viewer outlives a closed dock widget: its callbacks must not)."""
     events = (
@@ -55,8 +68,6 @@ def format_combo() -> QComboBox:
 
 def folder_picker(parent: QWidget, title: str) -> tuple[QLineEdit, QHBoxLayout]:
     """An editable output folder (home by default) with a "..." button opening a dialog."""
-    from pathlib import Path
-
     field = QLineEdit(str(Path.home()))
     browse = QPushButton("…")
     browse.setMaximumWidth(32)
@@ -96,7 +107,7 @@ def report_failure(
     return text
 
 
-def commit_model(model) -> Any:
+def commit_model(model: ViewModel) -> Path | None:
     """Commit the view model's ROI and threshold to roi.json; a failure is a notification."""
     from napari.utils.notifications import show_error
 
@@ -123,7 +134,7 @@ class Task(QObject):
 
     def __init__(
         self,
-        fn: Callable[[Callable, threading.Event], Any],
+        fn: Callable[[Progress, threading.Event], Any],
         desc: str,
         action: str,
         where: Any,
@@ -136,8 +147,8 @@ class Task(QObject):
         self.failure = (action, where, label, cancelled_note)
         self.error: BaseException | None = None
         self.cancel_event = threading.Event()
-        self.pbar = None
-        self.worker = None
+        self.pbar: cancelable_progress | None = None
+        self.worker: FunctionWorker | None = None
         self.running = False
         self.progressed.connect(self._on_progress)
 
@@ -157,10 +168,10 @@ class Task(QObject):
         self.pbar = cancelable_progress(
             total=0, desc=self.desc, cancel_callback=self.cancel_event.set
         )
-        self.worker = create_worker(run, _start_thread=False)
-        self.worker.returned.connect(self._on_returned)
+        self.worker = worker = create_worker(run, _start_thread=False)
+        worker.returned.connect(self._on_returned)
         self.running = True
-        self.worker.start()
+        worker.start()
         return self
 
     def cancel(self) -> None:
@@ -200,7 +211,7 @@ def error_text(exc: BaseException, what: Any) -> str:
     return f"{what}: {type(exc).__name__}: {exc}"
 
 
-def current_layer(viewer, name: str | None = None):
+def current_layer(viewer: napari.viewer.Viewer, name: str | None = None) -> Image | None:
     """The plugin layer called ``name`` if present, else the active one, else the topmost."""
     layers = [layer for layer in viewer.layers if stack_of(layer) is not None]
     if name is not None:
@@ -222,9 +233,9 @@ class LayerFollower(QWidget):
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         super().__init__()
         self.viewer = napari_viewer
-        self.layer = None
-        self.stack = None
-        self.model = None
+        self.layer: Image | None = None
+        self.stack: Stack | None = None
+        self.model: ViewModel | None = None
         sync_viewer(napari_viewer)
         follow_layer_events(self, napari_viewer, self._follow)
         watched: dict[str, Any] = {}  # the model listened to; let go when the widget dies
@@ -235,7 +246,7 @@ class LayerFollower(QWidget):
 
         self.destroyed.connect(release)
 
-    def _follow(self, event=None) -> None:
+    def _follow(self, event: Event | None = None) -> None:
         """Re-find the layer: a new active plugin layer wins, else the same name, else the top."""
         active = self.viewer.layers.selection.active
         if stack_of(active) is not None:
@@ -256,20 +267,25 @@ class LayerFollower(QWidget):
     def stack_changed(self, same_stack: bool) -> None:
         """Called after the followed layer changed (``same_stack``: only the layer object)."""
 
-    def _roi_changed(self, roi) -> None:
+    def _roi_changed(self, roi: ROI) -> None:
         """Called when the shared ROI of the current stack changes."""
 
-    def _threshold_changed(self, value) -> None:
+    def _threshold_changed(self, value: float | None) -> None:
         """Called when the shared threshold of the current stack changes."""
 
 
-def _watch(watched: dict, model, on_roi: Callable, on_threshold: Callable) -> None:
+def _watch(
+    watched: dict[str, Any],
+    model: ViewModel,
+    on_roi: Callable[[ROI], None],
+    on_threshold: Callable[[float | None], None],
+) -> None:
     model.events.roi.connect(on_roi)
     model.events.threshold.connect(on_threshold)
     watched.update(model=model, roi=on_roi, threshold=on_threshold)
 
 
-def _unwatch(watched: dict) -> None:
+def _unwatch(watched: dict[str, Any]) -> None:
     model = watched.pop("model", None)
     if model is not None:
         model.events.roi.disconnect(watched.pop("roi"))

@@ -8,6 +8,7 @@ is reported in its row and the batch goes on; the summary lists every outcome.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,6 +35,11 @@ from ._common import Task, folder_picker, format_combo
 if TYPE_CHECKING:
     import napari
 
+    from ..._types import Progress
+    from ...batch import BatchEvent, BatchSummary
+    from ...roi import Selection
+    from ...stack import Stack
+
 ROI_CHOICES = {"saved": "saved ROI", "auto": "auto", "full": "full volume"}
 COLUMNS = ("stack", "ROI", "progress", "status")
 
@@ -51,13 +57,15 @@ class BatchWidget(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self.task: Task | None = None
-        self.summary = None
+        self.summary: BatchSummary | None = None
         self._events = _Events()
         self._events.event.connect(self._on_event)
 
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
-        self.table.horizontalHeader().setStretchLastSection(True)
+        header = self.table.horizontalHeader()
+        if header is not None:  # a QTableWidget always has one
+            header.setStretchLastSection(True)
         add = QPushButton("Add stacks…")
         add.setToolTip("add stack folders (one each)")
         add_parent = QPushButton("Add parent folder…")
@@ -106,8 +114,27 @@ class BatchWidget(QWidget):
 
     # --- the list ---------------------------------------------------------------------------
 
+    def _item(self, row: int, column: int) -> QTableWidgetItem:
+        """The item of a stack-name or status cell (``add_paths`` gives every row both)."""
+        item = self.table.item(row, column)
+        if item is None:
+            raise LookupError(f"batch table row {row} has no item in column {column}")
+        return item
+
+    def _roi_combo(self, row: int) -> QComboBox:
+        combo = self.table.cellWidget(row, 1)
+        if not isinstance(combo, QComboBox):
+            raise LookupError(f"batch table row {row} has no ROI choice")
+        return combo
+
+    def _bar(self, row: int) -> QProgressBar:
+        bar = self.table.cellWidget(row, 2)
+        if not isinstance(bar, QProgressBar):
+            raise LookupError(f"batch table row {row} has no progress bar")
+        return bar
+
     def paths(self) -> list[Path]:
-        return [Path(self.table.item(r, 0).data(256)) for r in range(self.table.rowCount())]
+        return [Path(self._item(r, 0).data(256)) for r in range(self.table.rowCount())]
 
     def add_paths(self, paths: list[str | Path], expand: bool = False) -> None:
         """Add stacks; with ``expand`` a folder without slices stands for its sub-folders."""
@@ -135,7 +162,7 @@ class BatchWidget(QWidget):
             self.table.setItem(row, 3, QTableWidgetItem("queued"))
 
     def set_roi_choice(self, row: int, how: str) -> None:
-        combo = self.table.cellWidget(row, 1)
+        combo = self._roi_combo(row)
         combo.setCurrentIndex(combo.findData(how))
 
     def remove_selected(self) -> None:
@@ -154,7 +181,7 @@ class BatchWidget(QWidget):
             self.add_paths([folder], expand=True)
 
     def status(self, row: int) -> str:
-        return self.table.item(row, 3).text()
+        return self._item(row, 3).text()
 
     # --- running --------------------------------------------------------------------------
 
@@ -170,23 +197,25 @@ class BatchWidget(QWidget):
         paths = self.paths()
         if self.task is not None or not paths:
             return None
-        choices = {str(p): self.table.cellWidget(r, 1).currentData() for r, p in enumerate(paths)}
+        choices = {str(p): self._roi_combo(r).currentData() for r, p in enumerate(paths)}
         fmt, level = self.format.currentData(), self.level.value()
         out, overwrite = Path(self.folder.text()).expanduser(), self.overwrite.isChecked()
         events = self._events
         current = {"path": ""}
 
-        def on_event(event) -> None:  # worker thread: remember the stack, forward the event
+        def on_event(event: BatchEvent) -> None:
+            """Worker thread: remember the stack, forward the event."""
             if event.kind == "start":
                 current["path"] = str(event.path)
             events.event.emit(event)
 
-        def roi(stack):  # called by run_batch right after that stack's "start" event
+        def roi(stack: Stack) -> Selection:
+            """Called by run_batch right after that stack's "start" event."""
             return resolve_selection(stack, choices.get(current["path"], "saved"))
 
         notes = Notifier()  # each stack's notes become napari warnings
 
-        def run(progress, cancel):
+        def run(progress: Progress, cancel: threading.Event) -> BatchSummary:
             return run_batch(
                 paths,
                 out,
@@ -200,8 +229,8 @@ class BatchWidget(QWidget):
             )
 
         for row in range(len(paths)):
-            self.table.item(row, 3).setText("queued")
-            self.table.cellWidget(row, 2).setValue(0)
+            self._item(row, 3).setText("queued")
+            self._bar(row).setValue(0)
         self.overall.setRange(0, len(paths))
         self.overall.setValue(0)
         self.report.clear()
@@ -223,18 +252,17 @@ class BatchWidget(QWidget):
         if self.task is not None:
             self.task.cancel()
 
-    def _on_event(self, event) -> None:
+    def _on_event(self, event: BatchEvent) -> None:
         from napari.utils.notifications import show_warning
 
         rows = {str(p): r for r, p in enumerate(self.paths())}
         row = rows.get(str(event.path), event.index)
         if event.kind == "finished" or row >= self.table.rowCount():
             return
-        bar = self.table.cellWidget(row, 2)
-        status = self.table.item(row, 3)
+        bar, status = self._bar(row), self._item(row, 3)
         if event.kind == "start":
             status.setText("running")
-        elif event.kind == "planned":
+        elif event.kind == "planned" and event.plan is not None:  # a plan comes with "planned"
             status.setText(f"writing {event.plan.out.name}: {event.message}")
             status.setToolTip(str(event.plan.out))
         elif event.kind == "progress":
@@ -258,7 +286,7 @@ class BatchWidget(QWidget):
         self.run_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
 
-    def _done(self, summary) -> None:
+    def _done(self, summary: BatchSummary) -> None:
         from napari.utils.notifications import show_info, show_warning
 
         self._end()

@@ -23,15 +23,21 @@ from .._sync import sync_viewer
 from ._common import report_failure
 
 if TYPE_CHECKING:
+    import dask.array as da
     from napari.layers import Image
+    from napari.utils import cancelable_progress
+
+    import napari
 
     from ...stack import Stack
 
 POLL_MS = 100
-_CONTROLLERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_CONTROLLERS: weakref.WeakKeyDictionary[napari.viewer.Viewer, PyramidController] = (
+    weakref.WeakKeyDictionary()
+)
 
 
-def controller_for(viewer) -> PyramidController:
+def controller_for(viewer: napari.viewer.Viewer) -> PyramidController:
     """The viewer's build controller, made on first use."""
     ctl = _CONTROLLERS.get(viewer)
     if ctl is None:
@@ -39,7 +45,7 @@ def controller_for(viewer) -> PyramidController:
     return ctl
 
 
-def open_viewers() -> list:
+def open_viewers() -> list[napari.viewer.Viewer]:
     """Every open napari viewer.
 
     napari has no public list of its viewers (``napari.current_viewer()`` gives only the active
@@ -58,9 +64,7 @@ def attach_when_added(stack: Stack) -> None:
         for viewer in open_viewers():
             for layer in viewer.layers:
                 if stack_of(layer) is stack:
-                    ctl = controller_for(viewer)
-                    if ctl.autobuild:
-                        ctl.build(layer)
+                    controller_for(viewer).build(layer)
                     return
 
     QTimer.singleShot(0, attach)
@@ -80,8 +84,8 @@ class Job:
     seconds: float = 0.0
     error: str = ""
     bad_before: int = 0
-    worker: Any = None
-    pbar: Any = None
+    worker: Any = None  # napari's FunctionWorker
+    pbar: cancelable_progress | None = None
 
 
 class PyramidController(QObject):
@@ -90,11 +94,10 @@ class PyramidController(QObject):
     changed = Signal(object)  # the Stack whose build state changed (started/progress/finished)
     swapped = Signal(object)  # the new multiscale layer
 
-    def __init__(self, viewer) -> None:
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__()
         self._viewer = weakref.ref(viewer)
         self.jobs: dict[int, Job] = {}
-        self.autobuild = True
         self.max_size: int | None = None  # None: the max_size the reader used
         self._timer = QTimer(self)
         self._timer.setInterval(POLL_MS)
@@ -102,7 +105,7 @@ class PyramidController(QObject):
         sync_viewer(viewer)
 
     @property
-    def viewer(self):
+    def viewer(self) -> napari.viewer.Viewer | None:
         return self._viewer()
 
     @property
@@ -141,7 +144,7 @@ class PyramidController(QObject):
         def progress(done: int, total: int) -> None:  # worker thread: plain attribute writes
             job.done, job.total = done, total
 
-        def run() -> tuple[list | None, BaseException | None]:
+        def run() -> tuple[list[da.Array] | None, BaseException | None]:
             """The worker: never raises, so errors go to a notification, not a traceback."""
             t0 = time.perf_counter()
             try:
@@ -175,10 +178,6 @@ class PyramidController(QObject):
         if job is not None and job.state == "building":
             job.cancel.set()
 
-    def cancel_all(self) -> None:
-        for job in self.jobs.values():
-            job.cancel.set()
-
     # --- main-thread callbacks -----------------------------------------------------------
 
     def _poll(self) -> None:
@@ -190,7 +189,7 @@ class PyramidController(QObject):
         if not self.busy:
             self._timer.stop()
 
-    def _layer_of(self, stack: Stack):
+    def _layer_of(self, stack: Stack) -> tuple[napari.viewer.Viewer | None, Image | None]:
         viewer = self.viewer
         if viewer is None:
             return None, None
@@ -199,13 +198,13 @@ class PyramidController(QObject):
                 return viewer, layer
         return viewer, None
 
-    def _returned(self, job: Job, levels: list | None, exc: BaseException | None) -> None:
+    def _returned(self, job: Job, levels: list[da.Array] | None, exc: BaseException | None) -> None:
         if exc is not None:
             self._failed(job, exc)
-        else:
+        elif levels is not None:  # run() returns either levels or an exception
             self._finished(job, levels)
 
-    def _finished(self, job: Job, levels: list) -> None:
+    def _finished(self, job: Job, levels: list[da.Array]) -> None:
         from napari.utils.notifications import show_info, show_warning
 
         from .._layer import META_KEY
@@ -214,7 +213,7 @@ class PyramidController(QObject):
         job.state = "done"
         remember_max_size(job.stack, job.max_size)
         viewer, layer = self._layer_of(job.stack)
-        if layer is not None:
+        if viewer is not None and layer is not None:  # a layer comes with its viewer
             layer.metadata.get(META_KEY, {})["levels"] = [list(lv.shape) for lv in levels]
             new = replace_with_levels(viewer, layer, levels)
             apply_3d_level(new, viewer.dims.ndisplay)
@@ -245,7 +244,7 @@ class PyramidController(QObject):
         self.changed.emit(job.stack)
 
 
-def _progress_bar(job: Job, name: str):
+def _progress_bar(job: Job, name: str) -> cancelable_progress:
     """A napari progress bar whose cancel button sets the job's cancel event."""
     from napari.utils import cancelable_progress
 

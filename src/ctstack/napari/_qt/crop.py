@@ -9,6 +9,7 @@ the stack is reopened.
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -27,7 +28,14 @@ from .._roi_model import box_to_yx, describe, yx_to_box
 from ._common import LayerFollower, Task, commit_model
 
 if TYPE_CHECKING:
+    from napari.layers import Shapes
+    from napari.utils.events import Event
+
     import napari
+
+    from ..._types import Progress
+    from ...roi import ROI, Selection
+    from ...stack import Stack
 
 BOX_COLOR = "yellow"
 
@@ -37,7 +45,7 @@ class CropWidget(LayerFollower):
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         super().__init__(napari_viewer)
-        self.shapes = None
+        self.shapes: Shapes | None = None
         self.task: Task | None = None
         self._updating = False
         self._making_shapes = False
@@ -99,7 +107,7 @@ class CropWidget(LayerFollower):
     # --- following the layer --------------------------------------------------------------
 
     def stack_changed(self, same_stack: bool) -> None:
-        stack = self.stack
+        stack, model = self.stack, self.model
         widgets = (
             *self.fields.values(),
             self.z_start_slider,
@@ -112,7 +120,7 @@ class CropWidget(LayerFollower):
         )
         for w in widgets:
             w.setEnabled(stack is not None and self.task is None)
-        if stack is None:
+        if stack is None or model is None:  # both or neither
             self.title.setText("no CT stack layer")
             return
         if not same_stack:
@@ -126,22 +134,23 @@ class CropWidget(LayerFollower):
                 self.z_stop_slider.setRange(1, z)
             finally:
                 self._updating = False
-            restored = self.model.restored
+            restored = model.restored
             self.status.setText(
-                f"restored the saved ROI ({describe(self.model.roi)})"
+                f"restored the saved ROI ({describe(model.roi)})"
                 if restored
-                else self.model.load_error or "no saved ROI: full volume"
+                else model.load_error or "no saved ROI: full volume"
             )
         self.title.setText(f"{stack.name}: {' x '.join(map(str, stack.shape))} (z, y, x)")
         if not same_stack:
             self.ensure_shapes()
-        self._show(self.model.roi, create=False)  # a box the user deleted stays deleted
+        self._show(model.roi, create=False)  # a box the user deleted stays deleted
 
-    def ensure_shapes(self):
+    def ensure_shapes(self) -> Shapes | None:
         """The crop-box Shapes layer of the current stack (2D, so it shows on every slice)."""
-        if self.layer is None or self._making_shapes:
+        layer = self.layer
+        if layer is None or self._making_shapes:
             return self.shapes
-        name = f"{self.layer.name} crop"
+        name = f"{layer.name} crop"
         if (
             self.shapes is not None
             and self.shapes in self.viewer.layers
@@ -160,9 +169,9 @@ class CropWidget(LayerFollower):
                 shapes = self.viewer.add_shapes(
                     name=name,
                     ndim=2,
-                    scale=tuple(self.layer.scale[-2:]),
-                    translate=tuple(self.layer.translate[-2:]),
-                    units=tuple(self.layer.units[-2:]),
+                    scale=tuple(layer.scale[-2:]),
+                    translate=tuple(layer.translate[-2:]),
+                    units=tuple(layer.units[-2:]),
                     edge_color=BOX_COLOR,
                     face_color="transparent",
                     edge_width=1,
@@ -177,10 +186,10 @@ class CropWidget(LayerFollower):
 
     # --- ROI -> widgets ---------------------------------------------------------------------
 
-    def _roi_changed(self, roi) -> None:
+    def _roi_changed(self, roi: ROI) -> None:
         self._show(roi)
 
-    def _show(self, roi, create: bool = True) -> None:
+    def _show(self, roi: ROI, create: bool = True) -> None:
         """Put the ROI into the fields, sliders and box without echoing back."""
         self._updating = True
         try:
@@ -193,7 +202,7 @@ class CropWidget(LayerFollower):
         finally:
             self._updating = False
 
-    def _draw_box(self, roi, create: bool = True) -> None:
+    def _draw_box(self, roi: ROI, create: bool = True) -> None:
         if create:
             shapes = self.ensure_shapes()
         else:
@@ -231,7 +240,7 @@ class CropWidget(LayerFollower):
         if not slider.isSliderDown():  # a drag commits on release (sliderReleased)
             self.save()
 
-    def _shapes_edited(self, event) -> None:
+    def _shapes_edited(self, event: Event) -> None:
         """A rectangle was drawn, moved or resized: its box (any shape's bounds) becomes the ROI."""
         if self._updating or self.model is None or self.layer is None:
             return
@@ -248,8 +257,11 @@ class CropWidget(LayerFollower):
     def set_box_world(self, corners_world: np.ndarray) -> None:
         """Set the ROI's y and x ranges from a box given in world coordinates (a finished draw
         or drag: committed at once)."""
-        y, x = box_to_yx(self.layer, corners_world, self.stack.shape)
-        self.model.set_region(y=y, x=x, commit=False)
+        layer, stack, model = self.layer, self.stack, self.model
+        if layer is None or stack is None or model is None:
+            return
+        y, x = box_to_yx(layer, corners_world, stack.shape)
+        model.set_region(y=y, x=x, commit=False)
         self.save()
         QTimer.singleShot(0, self._snap)  # after napari has finished its own mouse handling
 
@@ -265,20 +277,24 @@ class CropWidget(LayerFollower):
 
     def current_slice(self) -> int:
         """The level-0 z index of the slice the viewer shows (the model's crosshair)."""
+        if self.model is None:
+            raise ValueError("no CT stack layer: there is no current slice")
         return self.model.crosshair[0]
 
     def start_at_current_slice(self) -> None:
-        if self.model is None:
+        model = self.model
+        if model is None:
             return
         z = self.current_slice()
-        self.model.set_region(z=(z, max(self.model.roi.z[1], z + 1)), commit=False)
+        model.set_region(z=(z, max(model.roi.z[1], z + 1)), commit=False)
         self.save()
 
     def end_at_current_slice(self) -> None:
-        if self.model is None:
+        model = self.model
+        if model is None:
             return
         z = self.current_slice()
-        self.model.set_region(z=(min(self.model.roi.z[0], z), z + 1), commit=False)
+        model.set_region(z=(min(model.roi.z[0], z), z + 1), commit=False)
         self.save()
 
     def draw(self) -> None:
@@ -290,7 +306,7 @@ class CropWidget(LayerFollower):
         shapes.mode = "add_rectangle"
 
     def full(self) -> None:
-        if self.stack is not None:
+        if self.stack is not None and self.model is not None:
             from ...roi import ROI
 
             roi = ROI.full(self.stack, "full volume")
@@ -307,19 +323,19 @@ class CropWidget(LayerFollower):
             return None
         stack = self.stack
 
-        def run(progress, cancel):
+        def run(progress: Progress, cancel: threading.Event) -> Selection:
             return suggest(stack, progress=progress, cancel=cancel)
 
         self.task = Task(
             run, f"{stack.name}: finding the object", "auto ROI", stack.path, stack.name
         )
-        self.task.done.connect(lambda found, _s=stack: self._auto_done(_s, found))
+        self.task.done.connect(lambda found: self._auto_done(stack, found))
         self.task.failed.connect(self._auto_failed)
         self.auto_button.setEnabled(False)
         self.status.setText("finding the object …")
         return self.task.start()
 
-    def _auto_done(self, stack, found) -> None:
+    def _auto_done(self, stack: Stack, found: Selection) -> None:
         from napari.utils.notifications import show_info
 
         from .._roi_model import model_for

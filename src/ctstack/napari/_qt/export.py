@@ -5,6 +5,7 @@ notification with the result. The ROI and the 8-bit window are the stack's view 
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,10 @@ from ._common import LayerFollower, Task, folder_picker, format_combo
 if TYPE_CHECKING:
     import napari
 
+    from ..._export.writing import ExportResult
+    from ..._types import Progress
+    from ...roi import ROI
+
 
 class ExportWidget(LayerFollower):
     """Exports the current stack's ROI (from the Crop widget) at a chosen level and format."""
@@ -34,7 +39,7 @@ class ExportWidget(LayerFollower):
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         super().__init__(napari_viewer)
         self.task: Task | None = None
-        self.last_result = None
+        self.last_result: ExportResult | None = None
         self.source = QLabel("-")
         self.source.setWordWrap(True)
         self.format = format_combo()
@@ -51,8 +56,8 @@ class ExportWidget(LayerFollower):
         self.prefix.setPlaceholderText("source prefix")
         self.prefix.setToolTip("slice file prefix (slice formats); empty keeps the source's")
         self.overwrite = QCheckBox("overwrite an existing output")
-        self.size = QLabel("-")
-        self.size.setWordWrap(True)
+        self.estimate = QLabel("-")
+        self.estimate.setWordWrap(True)
         self.export_button = QPushButton("Export")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
@@ -70,7 +75,7 @@ class ExportWidget(LayerFollower):
         form.addRow("name", name_row)
         form.addRow("prefix", self.prefix)
         form.addRow("", self.overwrite)
-        form.addRow("output", self.size)
+        form.addRow("output", self.estimate)
         buttons = QHBoxLayout()
         buttons.addWidget(self.export_button)
         buttons.addWidget(self.cancel_button)
@@ -96,22 +101,25 @@ class ExportWidget(LayerFollower):
         self.export_button.setEnabled(enabled)
         if self.stack is None:
             self.source.setText("-")
-            self.size.setText("-")
+            self.estimate.setText("-")
             return
         if not same_stack:
             self.name.setText(f"{self.stack.name}_crop")
         self._fill_levels()
         self._format_changed()
 
-    def _roi_changed(self, roi) -> None:
+    def _roi_changed(self, roi: ROI) -> None:
         self.update_estimate()
 
     def _fill_levels(self) -> None:
+        stack = self.stack
+        if stack is None:
+            return
         chosen = self.level.currentData()
         self.level.blockSignals(True)
         self.level.clear()
-        for i, shape in enumerate(level_shapes(self.stack, pyramid_max_size(self.stack))):
-            built = i < len(self.stack.levels)
+        for i, shape in enumerate(level_shapes(stack, pyramid_max_size(stack))):
+            built = i < len(stack.levels)
             note = "" if built else " (built first)"
             self.level.addItem(f"{i}: {' x '.join(map(str, shape))}{note}", i)
         index = self.level.findData(chosen)
@@ -131,7 +139,7 @@ class ExportWidget(LayerFollower):
         name = self.name.text().strip() or (self.stack.name if self.stack else "export")
         return Path(self.folder.text()).expanduser() / output_name(name, fmt)
 
-    def window(self) -> tuple[float, float] | None:
+    def eight_bit_window(self) -> tuple[float, float] | None:
         """The view model's window when 8-bit is asked for (it follows the layer's contrast)."""
         if not self.eight_bit.isChecked() or self.model is None:
             return None
@@ -141,13 +149,16 @@ class ExportWidget(LayerFollower):
         """What the export the current settings describe would write (the engine's plan)."""
         if self.stack is None or self.model is None:
             return None
+        zs, ys, xs = (self.model.roi.slices[a] for a in "zyx")
         return plan_export(
             self.stack,
             self.output_path(),
-            **self.model.roi.slices,
+            zs,
+            ys,
+            xs,
             level=self.level.currentData() or 0,
             format=self.format.currentData(),
-            window=self.window(),
+            window=self.eight_bit_window(),
             pyramid_max_size=pyramid_max_size(self.stack),
         )
 
@@ -159,9 +170,10 @@ class ExportWidget(LayerFollower):
         try:
             plan = self.plan()
         except Exception as exc:  # e.g. 8-bit PNG only: say so before the export is started
-            self.size.setText(f"cannot export this: {exc}")
+            self.estimate.setText(f"cannot export this: {exc}")
             return
-        self.size.setText(plan.summary())
+        if plan is not None:  # not None: the stack and model were checked above
+            self.estimate.setText(plan.summary())
 
     # --- running --------------------------------------------------------------------------
 
@@ -173,17 +185,26 @@ class ExportWidget(LayerFollower):
         """Start the export in a worker thread (one at a time)."""
         from ..._export import export
 
-        if self.stack is None or self.task is not None:
+        stack, model = self.stack, self.model
+        if stack is None or model is None or self.task is not None:  # a stack has its model
             return None
-        stack, roi, out = self.stack, self.model.roi, self.output_path()
-        level, fmt, window = self.level.currentData() or 0, self.format.currentData(), self.window()
+        zs, ys, xs = (model.roi.slices[a] for a in "zyx")
+        out = self.output_path()
+        level, fmt, window = (
+            self.level.currentData() or 0,
+            self.format.currentData(),
+            self.eight_bit_window(),
+        )
         prefix = self.prefix.text().strip() or None
         overwrite = self.overwrite.isChecked()
 
-        def run(progress, cancel):
+        def run(progress: Progress, cancel: threading.Event) -> ExportResult:
             return export(
                 stack,
                 out,
+                zs,
+                ys,
+                xs,
                 level=level,
                 format=fmt,
                 overwrite=overwrite,
@@ -191,7 +212,6 @@ class ExportWidget(LayerFollower):
                 progress=progress,
                 cancel=cancel,
                 prefix=prefix,
-                **roi.slices,
             )
 
         self.task = Task(
@@ -220,7 +240,7 @@ class ExportWidget(LayerFollower):
         self.export_button.setEnabled(self.stack is not None)
         self.cancel_button.setEnabled(False)
 
-    def _done(self, result) -> None:
+    def _done(self, result: ExportResult) -> None:
         from napari.utils.notifications import show_info
 
         self.last_result = result

@@ -29,7 +29,13 @@ from ._common import follow_layer_events
 from .build import controller_for
 
 if TYPE_CHECKING:
+    from napari.layers import Image, Layer
+    from napari.utils.events import Event
+
     import napari
+
+    from ...stack import Stack
+    from .build import Job
 
 PLUGIN = "napari-ctstack"
 
@@ -69,7 +75,7 @@ class StackPanel(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self.controller = controller_for(napari_viewer)
-        self.layer = None
+        self.layer: Image | None = None
         self._updating = False
 
         self.open_button = QPushButton("Open folder…")
@@ -86,7 +92,7 @@ class StackPanel(QWidget):
             label.setWordWrap(True)
         self.voxel = [QDoubleSpinBox() for _ in range(3)]
         voxel_row = QHBoxLayout()
-        for axis, box in zip("zyx", self.voxel, strict=False):
+        for axis, box in zip("zyx", self.voxel, strict=True):
             box.setDecimals(6)
             box.setButtonSymbols(QDoubleSpinBox.ButtonSymbols.NoButtons)
             box.setRange(1e-9, 1e9)
@@ -150,12 +156,12 @@ class StackPanel(QWidget):
         self.controller.changed.connect(self._on_changed)
         self._follow()
 
-    def _on_changed(self, _stack) -> None:
+    def _on_changed(self, _stack: Stack) -> None:
         self.refresh()
 
     # --- which layer ----------------------------------------------------------------------
 
-    def _follow(self, event=None) -> None:
+    def _follow(self, event: Event | None = None) -> None:
         """Show the active plugin layer, else the topmost one."""
         active = self.viewer.layers.selection.active
         if stack_of(active) is None:
@@ -173,11 +179,12 @@ class StackPanel(QWidget):
             self._updating = False
 
     def _refresh(self) -> None:
-        stack = stack_of(self.layer)
+        layer = self.layer
+        stack = stack_of(layer)
         enabled = stack is not None
         for w in (*self.voxel, self.series, self.build_button, self.rebuild_button, self.detail):
             w.setEnabled(enabled)
-        if stack is None:
+        if stack is None or layer is None:  # a stack comes with its layer
             for label in (
                 self.name,
                 self.pattern,
@@ -197,7 +204,7 @@ class StackPanel(QWidget):
         self.count.setText(str(len(stack.files)))
         self.shape.setText(f"{z} x {y} x {x}")
         self.dtype.setText(str(stack.dtype))
-        for box, v in zip(self.voxel, self.layer.scale, strict=False):
+        for box, v in zip(self.voxel, layer.scale, strict=True):  # a stack's layer is 3D
             box.setValue(float(v))
         self.unit.setText(UNIT_SYMBOLS.get(stack.unit, stack.unit))
         self.unit.setToolTip(stack.unit)
@@ -216,25 +223,24 @@ class StackPanel(QWidget):
         self.cancel_button.setEnabled(building)
         self.build_button.setEnabled(not building)
         self.rebuild_button.setEnabled(not building)
-        self.status.setText(self._status_text(stack, job))
-        self._fill_detail()
+        self.status.setText(self._status_text(layer, stack, job))
+        self._fill_detail(layer)
 
-    def _status_text(self, stack, job) -> str:
+    def _status_text(self, layer: Image, stack: Stack, job: Job | None) -> str:
         if job is not None and job.state == "building":
             pct = 100 * job.done // max(job.total, 1)
             return f"building: {job.done} / {job.total} slices ({pct} %)"
-        shapes = self.layer.level_shapes if self.layer.multiscale else [stack.shape]
+        shapes = layer.level_shapes if layer.multiscale else [stack.shape]
         levels = ", ".join(" x ".join(str(int(n)) for n in s) for s in shapes)
         if job is not None and job.state in ("cancelled", "failed"):
             return f"{job.state}{': ' + job.error if job.error else ''}; showing level 0"
-        if self.layer.multiscale:
+        if layer.multiscale:
             took = f" (built in {job.seconds:.1f} s)" if job is not None else ""
             return f"{len(shapes)} levels{took}: {levels}"
         return f"level 0 only: {levels}"
 
-    def _fill_detail(self) -> None:
+    def _fill_detail(self, layer: Image) -> None:
         self.detail.clear()
-        layer = self.layer
         if not layer.multiscale:
             self.detail.addItem("level 0 (no pyramid)", None)
             self.detail.setEnabled(False)
@@ -256,28 +262,31 @@ class StackPanel(QWidget):
         if folder:
             self.open(folder)
 
-    def open(self, path: str) -> list:
+    def open(self, path: str) -> list[Layer]:
         """Open a stack with the plugin's reader (errors arrive as notifications)."""
         return self.viewer.open(path, plugin=PLUGIN)
 
     def _voxel_edited(self) -> None:
         if self._updating or self.layer is None:
             return
-        self.set_voxel_size(tuple(box.value() for box in self.voxel))
+        vz, vy, vx = (box.value() for box in self.voxel)
+        self.set_voxel_size((vz, vy, vx))
 
     def set_voxel_size(self, voxel: tuple[float, float, float]) -> None:
         """Override the voxel size: the layer's scale and the Stack (exports use it) follow."""
-        stack = stack_of(self.layer)
-        if stack is None:
+        layer = self.layer
+        stack = stack_of(layer)
+        if stack is None or layer is None:  # a stack comes with its layer
             return
-        stack.voxel_size = tuple(float(v) for v in voxel)
+        vz, vy, vx = (float(v) for v in voxel)
+        stack.voxel_size = (vz, vy, vx)
         stack.metadata["voxel_size_source"] = "user (stack panel)"
-        facts = self.layer.metadata.get(META_KEY, {})
+        facts = layer.metadata.get(META_KEY, {})
         facts["voxel_size"] = list(stack.voxel_size)
         from ...viewmodel import model_for
 
         model_for(stack).remeasure()  # ruler lengths follow the new voxel size
-        self.layer.scale = stack.voxel_size
+        layer.scale = stack.voxel_size
         self.viewer.reset_view()
         self.refresh()
 
@@ -294,6 +303,8 @@ class StackPanel(QWidget):
         from .reader import schedule_background_build
 
         stack, old = stack_of(self.layer), self.layer
+        if stack is None:
+            return
         try:
             data, kwargs, kind = read_stack(
                 stack.root, pattern=pattern, max_size=self.max_size.value()

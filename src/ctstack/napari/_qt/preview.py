@@ -9,6 +9,8 @@ mesh comes back from the engine in memory (``ctstack.mesh`` without ``out``).
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -28,7 +30,15 @@ from .._roi_model import describe, roi_on_level
 from ._common import LayerFollower, Task, commit_model
 
 if TYPE_CHECKING:
+    from napari.layers import Image, Surface
+
     import napari
+
+    from ..._export.regions import Region
+    from ..._mesh import Mesh
+    from ..._types import Progress
+    from ...roi import ROI
+    from ...stack import Stack
 
 STEPS = 1000  # threshold slider resolution
 MAX_PREVIEW = 256**3  # voxels: the default level is the finest whose ROI footprint fits
@@ -41,8 +51,8 @@ class PreviewWidget(LayerFollower):
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         super().__init__(napari_viewer)
         self.task: Task | None = None
-        self.preview = None  # the iso Image layer
-        self.surface = None  # the last Surface layer made
+        self.preview: Image | None = None  # the iso Image layer
+        self.surface: Surface | None = None  # the last Surface layer made
         self._range = (0.0, 1.0)
         self._updating = False
 
@@ -89,39 +99,45 @@ class PreviewWidget(LayerFollower):
     # --- following ------------------------------------------------------------------------
 
     def stack_changed(self, same_stack: bool) -> None:
-        ok = self.stack is not None
+        layer, model = self.layer, self.model
+        ok = self.stack is not None and layer is not None and model is not None  # all or none
         for w in (self.level, self.slider, self.value, self.show_button, self.mesh_button):
             w.setEnabled(ok and self.task is None)
-        if not ok:
+        if not ok or layer is None or model is None:
             self.region.setText("-")
             return
         self._fill_levels()
         if not same_stack:
-            lo, hi = (float(v) for v in self.layer.contrast_limits)
+            lo, hi = (float(v) for v in layer.contrast_limits)
             self.set_range(lo, hi)
-            thr = self.model.threshold
+            thr = model.threshold
             self.set_threshold(thr if thr is not None else (lo + hi) / 2, store=False)
-        self._roi_changed(self.model.roi)
+        self._roi_changed(model.roi)
 
-    def _roi_changed(self, roi) -> None:
+    def _roi_changed(self, roi: ROI) -> None:
         self.region.setText(f"{describe(roi)} ({roi.source})")
 
-    def _threshold_changed(self, value) -> None:
+    def _threshold_changed(self, value: float | None) -> None:
         if value is not None and not self._updating:
             self.set_threshold(value, store=False)
 
-    def level_shapes(self) -> list[tuple[int, ...]]:
-        return [tuple(int(n) for n in a.shape) for a in self.stack.levels]
+    def level_shapes(self) -> list[tuple[int, int, int]]:
+        if self.stack is None:
+            return []
+        return [_shape3(a.shape) for a in self.stack.levels]
 
     def _fill_levels(self) -> None:
         """Levels whose ROI footprint fits a 3D texture; default: the finest under MAX_PREVIEW."""
+        if self.model is None:
+            return
+        roi = self.model.roi
         chosen = self.level.currentData()
         shapes = self.level_shapes()
         self.level.blockSignals(True)
         self.level.clear()
         default = None
         for i, shape in enumerate(shapes):
-            sub = [b - a for a, b in roi_on_level(self.model.roi, i, shape)]
+            sub = [b - a for a, b in roi_on_level(roi, i, shape)]
             if max(sub) > MAX_TEXTURE:
                 continue
             self.level.addItem(f"{i}: ROI {' x '.join(map(str, sub))}", i)
@@ -177,7 +193,12 @@ class PreviewWidget(LayerFollower):
 
     # --- running --------------------------------------------------------------------------
 
-    def _run(self, fn, desc: str, done) -> Task | None:
+    def _run(
+        self,
+        fn: Callable[[Progress, threading.Event], Any],
+        desc: str,
+        done: Callable[[Any], None],
+    ) -> Task | None:
         if self.stack is None or self.task is not None:
             return None
         stack = self.stack
@@ -205,16 +226,22 @@ class PreviewWidget(LayerFollower):
         """Read the ROI at the chosen level in a worker, then show it with iso rendering."""
         from ..._export.regions import make_region
 
-        stack, roi, level = self.stack, self.model.roi, self.level.currentData() or 0
+        stack, model, level = self.stack, self.model, self.level.currentData() or 0
+        if stack is None or model is None:
+            return None
+        zs, ys, xs = (model.roi.slices[a] for a in "zyx")
 
-        def run(progress, cancel):
-            shape = tuple(int(n) for n in stack.levels[level].shape)
-            region = make_region(stack, *roi.slices.values(), level=level, level_shape=shape)
+        def run(progress: Progress, cancel: threading.Event) -> tuple[Region, np.ndarray]:
+            shape = _shape3(stack.levels[level].shape)
+            region = make_region(stack, zs, ys, xs, level=level, level_shape=shape)
             return region, np.asarray(stack.levels[level][region.slices].compute())
 
-        return self._run(run, "reading the ROI", lambda out, _s=stack: self._show(_s, *out))
+        def shown(out: tuple[Region, np.ndarray]) -> None:
+            self._show(stack, *out)
 
-    def _show(self, stack, region, data: np.ndarray) -> None:
+        return self._run(run, "reading the ROI", shown)
+
+    def _show(self, stack: Stack, region: Region, data: np.ndarray) -> None:
         name = f"{stack.name} preview"
         finite = data[np.isfinite(data)] if data.dtype.kind == "f" else data
         lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
@@ -242,23 +269,24 @@ class PreviewWidget(LayerFollower):
         """Run the engine's mesh on the ROI (at the level, threshold) and add a Surface layer."""
         from ..._mesh import mesh
 
-        stack, roi = self.stack, self.model.roi
+        stack, model = self.stack, self.model
+        if stack is None or model is None:
+            return None
+        zs, ys, xs = (model.roi.slices[a] for a in "zyx")
         level, threshold = self.level.currentData() or 0, self.threshold()
 
-        def run(progress, cancel) -> Any:
-            return mesh(
-                stack, None, threshold, level=level, progress=progress, cancel=cancel, **roi.slices
-            )
+        def run(progress: Progress, cancel: threading.Event) -> Mesh:
+            return mesh(stack, None, threshold, level, zs, ys, xs, progress=progress, cancel=cancel)
 
         return self._run(
-            run, "making the mesh", lambda found, _s=stack: self._mesh_done(_s, threshold, found)
+            run, "making the mesh", lambda found: self._mesh_done(stack, threshold, found)
         )
 
-    def _mesh_done(self, stack, threshold: float, found) -> None:
+    def _mesh_done(self, stack: Stack, threshold: float, found: Mesh) -> None:
         from napari.utils.notifications import show_info, show_warning
 
         verts, faces = found.zyx, found.faces  # (x, y, z) -> napari's (z, y, x)
-        if len(faces) == 0:
+        if verts is None or faces is None or len(faces) == 0:  # a mesh in memory keeps both
             self._finish("the mesh is empty: no voxel crosses this threshold in the ROI")
             show_warning(f"{stack.name}: no surface at threshold {threshold:g} in the ROI")
             return
@@ -274,3 +302,8 @@ class PreviewWidget(LayerFollower):
         )
         self._finish(text)
         show_info(f"{stack.name}: {text}")
+
+
+def _shape3(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    z, y, x = (int(n) for n in shape)
+    return (z, y, x)

@@ -8,24 +8,24 @@ the layer exists only once napari has added it, after the reader returns.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from qtpy.QtWidgets import QApplication
 
 from .._layer import stack_of
-from .._reader import claims, read_for_napari
+from .._reader import ReaderResult, claims, read_for_napari
 from .._sample import sample_folder
 
 if TYPE_CHECKING:
     from ...stack import Stack
 
 
-def napari_get_reader(path: str | list[str]) -> Callable[..., list] | None:
+def napari_get_reader(path: str | list[str]) -> Callable[[str | list[str]], ReaderResult] | None:
     """Claim folders, slice files, multi-page TIFFs and DICOM files; None for anything else."""
     return read_and_build if claims(path) else None
 
 
-def read_and_build(path: str | list[str]) -> list:
+def read_and_build(path: str | list[str]) -> ReaderResult:
     """The npe2 reader command: layer data (its pyramid then builds in the background), or
     napari's empty sentinel after an error notification."""
     data = read_for_napari(path)
@@ -34,7 +34,7 @@ def read_and_build(path: str | list[str]) -> list:
     return data
 
 
-def make_phantom() -> list:
+def make_phantom() -> ReaderResult:
     """npe2 sample data: the phantom folder read through the plugin's own reader."""
     return read_and_build(str(sample_folder()))
 
@@ -42,7 +42,7 @@ def make_phantom() -> list:
 class _Meta:
     """Lets ``stack_of`` read a LayerData kwargs' metadata like a layer's."""
 
-    def __init__(self, kwargs: dict) -> None:
+    def __init__(self, kwargs: dict[str, Any]) -> None:
         self.metadata = kwargs.get("metadata") or {}
 
 
