@@ -28,15 +28,42 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-class ReadAhead(Generic[T, R]):
-    """``fn(item)`` on ``threads`` threads, results in submission order, ``ahead`` in flight."""
+def ahead_within(ahead: int, item_bytes: int, budget: int | None = None) -> int:
+    """How many items of ``item_bytes`` may be in flight: at most ``ahead``, at most
+    ``budget`` bytes together (default: one plane's bound, ``ctstack.io.max_slice_bytes()``,
+    min(4 GiB, RAM/8)), and always at least one."""
+    if item_bytes <= 0:
+        return max(1, ahead)
+    if budget is None:
+        from .io.raster import max_slice_bytes
 
-    def __init__(self, fn: Callable[[T], R], *, threads: int, ahead: int, name: str) -> None:
+        budget = max_slice_bytes()
+    return max(1, min(ahead, budget // item_bytes))
+
+
+class ReadAhead(Generic[T, R]):
+    """``fn(item)`` on ``threads`` threads, results in submission order, ``ahead`` in flight.
+
+    With ``item_bytes`` (what one item holds in memory, e.g. one decoded plane) the number in
+    flight is also bounded in bytes (``ahead_within``); read ``pool.ahead`` for the bound used
+    (a caller that owns one buffer per item in flight makes that many).
+    """
+
+    def __init__(
+        self,
+        fn: Callable[[T], R],
+        *,
+        threads: int,
+        ahead: int,
+        name: str,
+        item_bytes: int = 0,
+        max_bytes: int | None = None,
+    ) -> None:
         if threads < 1 or ahead < 1:
             raise ValueError("a read-ahead needs at least one thread and one item in flight")
         self.fn = fn
-        self.threads = threads
-        self.ahead = ahead
+        self.ahead = ahead_within(ahead, item_bytes, max_bytes)
+        self.threads = min(threads, self.ahead)
         self.name = name
         self._pool: ThreadPoolExecutor | None = None
         self._pending: deque[Future[R]] = deque()

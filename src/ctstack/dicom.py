@@ -8,6 +8,7 @@ float32. Only headers are read at open; pixels are decoded one slice at a time.
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from .errors import (
     UnreadableSlice,
     UnsupportedFormat,
 )
-from .io import MAX_SLICE_PIXELS, luminance, map_dtype
+from .io import MAX_SLICE_PIXELS, check_plane, luminance, map_dtype
 
 _HEADER_TAGS = [
     "SeriesInstanceUID",
@@ -51,6 +52,8 @@ _HEADER_TAGS = [
     "InstanceNumber",
     "NumberOfFrames",
 ]
+# transfer syntaxes whose pixel data is stored uncompressed
+_NATIVE_SYNTAXES = frozenset({"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"})
 # relative spread of slice distances above which the spacing is reported as uneven
 UNEVEN_TOLERANCE = 0.01
 
@@ -93,13 +96,24 @@ def _floats(value: Any, n: int) -> tuple[float, ...] | None:
 
 
 def _point(value: Any) -> tuple[float, float, float] | None:
+    """A position; None when absent or not finite (a NaN position is no position)."""
     out = _floats(value, 3)
-    return None if out is None else (out[0], out[1], out[2])
+    if out is None or not all(math.isfinite(v) for v in out):
+        return None
+    return (out[0], out[1], out[2])
 
 
 def _pair(value: Any) -> tuple[float, float] | None:
+    """A pixel spacing; None unless both values are positive and finite."""
     out = _floats(value, 2)
-    return None if out is None else (out[0], out[1])
+    if out is None or not all(math.isfinite(v) and v > 0 for v in out):
+        return None
+    return (out[0], out[1])
+
+
+def _orientation(value: Any) -> tuple[float, ...] | None:
+    out = _floats(value, 6)
+    return out if out is not None and all(math.isfinite(v) for v in out) else None
 
 
 def read_header(path: Path) -> DicomHeader:
@@ -123,6 +137,17 @@ def read_header(path: Path) -> DicomHeader:
         from .errors import ImageTooLarge
 
         raise ImageTooLarge(f"{path}: header claims {cols} x {rows} pixels")
+    check_plane(path, (rows, cols), np.dtype(f"u{max(bits, 8) // 8}"))
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    meta_: Any = ds.file_meta if hasattr(ds, "file_meta") else {}
+    syntax = str(getattr(meta_, "TransferSyntaxUID", "") or "1.2.840.10008.1.2")
+    if syntax in _NATIVE_SYNTAXES:  # uncompressed: the file must hold the pixels it claims
+        need = rows * cols * samples * max(bits, 8) // 8
+        size = path.stat().st_size
+        if size < need:
+            raise UnreadableSlice(
+                f"{path}: truncated ({size} bytes, a {cols} x {rows} image needs {need})"
+            )
     if int(ds.get("NumberOfFrames", 1) or 1) > 1:
         raise UnsupportedFormat(f"{path}: multi-frame DICOM is not supported yet")
     if bits not in (1, 8, 16, 32):
@@ -147,7 +172,7 @@ def read_header(path: Path) -> DicomHeader:
         intercept=float(ds.get("RescaleIntercept", 0) or 0),
         has_rescale=has_rescale,
         position=_point(ds.get("ImagePositionPatient")),
-        orientation=_floats(ds.get("ImageOrientationPatient"), 6),
+        orientation=_orientation(ds.get("ImageOrientationPatient")),
         spacing=_pair(ds.get("PixelSpacing")),
         instance=int(ds.InstanceNumber) if ds.get("InstanceNumber") not in (None, "") else None,
         transfer_syntax=tsuid,
@@ -187,18 +212,28 @@ def check_decoder(header: DicomHeader) -> None:
 
 @dataclass
 class DicomPlan:
-    """A DICOM series settled at open: files in z order, dtype, voxel size, notes."""
+    """A DICOM series settled at open: files in z order, dtype, voxel size, notes.
 
-    headers: list[DicomHeader]  # z order
+    ``slots`` has one entry per z: the header, or None where the positions show a slice is
+    missing (listed in ``missing``; it reads as zeros).
+    """
+
+    headers: list[DicomHeader]  # z order, the files present
     dtype: np.dtype
     rescale: bool
     voxel_size: tuple[float, float, float]
     warnings: list[str]
     ordered_by: str
+    slots: list[DicomHeader | None] = field(default_factory=list)
+    missing: list[int] = field(default_factory=list)
+
+
+# a gap of k times the median spacing, within this fraction of it, holds k - 1 missing slices
+GAP_TOLERANCE = 0.10
 
 
 def plan_series(headers: list[DicomHeader], shape: tuple[int, int]) -> DicomPlan:
-    """Order one series along its normal and settle dtype and voxel size."""
+    """Order one series along its normal and settle dtype, voxel size and missing slices."""
     notes: list[str] = []
     headers, ordered_by = _order(headers, notes)
     # dtype: Hounsfield units as int16 when every slope agrees and the range fits
@@ -215,8 +250,9 @@ def plan_series(headers: list[DicomHeader], shape: tuple[int, int]) -> DicomPlan
     else:
         kinds = Counter(h.stored_dtype for h in headers)
         dtype = map_dtype(np.result_type(*kinds), headers[0].path)
-    voxel = _voxel_size(headers, shape, notes)
-    return DicomPlan(headers, dtype, rescale, voxel, notes, ordered_by)
+    voxel, slots = _voxel_size(headers, shape, notes)
+    missing = [z for z, h in enumerate(slots) if h is None]
+    return DicomPlan(headers, dtype, rescale, voxel, notes, ordered_by, slots, missing)
 
 
 def _normal(orientation: tuple[float, ...] | None) -> np.ndarray | None:
@@ -251,6 +287,15 @@ def _order(headers: list[DicomHeader], notes: list[str]) -> tuple[list[DicomHead
                     "remove one"
                 )
         return keyed, "ImagePositionPatient along the slice normal"
+    lacking = [h for h in headers if h.position is None]
+    if normal is not None and len(lacking) < len(headers):
+        shown = ", ".join(h.path.name for h in lacking[:3])
+        more = f" and {len(lacking) - 3} more" if len(lacking) > 3 else ""
+        notes.append(
+            f"{headers[0].path.parent}: {len(lacking)} DICOM file(s) have no usable "
+            f"ImagePositionPatient (missing or NaN: {shown}{more}); they are left out of the "
+            "slice spacing"
+        )
     if all(h.instance is not None for h in headers):
         notes.append(
             f"{headers[0].path.parent}: DICOM files lack ImagePositionPatient/"
@@ -265,23 +310,69 @@ def _order(headers: list[DicomHeader], notes: list[str]) -> tuple[list[DicomHead
 
 def _voxel_size(
     headers: list[DicomHeader], shape: tuple[int, int], notes: list[str]
-) -> tuple[float, float, float]:
+) -> tuple[tuple[float, float, float], list[DicomHeader | None]]:
+    """(z, y, x) in mm and the z slots (None: a slice the positions show is missing).
+
+    z is the median distance between neighbours along the normal, from the slices that have
+    a position. Where every slice has one, a gap of k times that median (within 10 %) holds
+    k - 1 missing slices; other irregular spacing is reported, never guessed.
+    """
     spacing = next((h.spacing for h in headers if h.spacing), None)
     y, x = (spacing[0], spacing[1]) if spacing else (1.0, 1.0)
     normal = next((n for h in headers if (n := _normal(h.orientation)) is not None), None)
-    positions = _positions(headers)
+    slots: list[DicomHeader | None] = list(headers)
+    where = headers[0].path.parent
     z = None
-    if normal is not None and len(headers) > 1 and positions is not None:
-        dist = np.diff([float(np.dot(p, normal)) for p in positions])
-        z = float(statistics.median(dist))
-        if z > 0 and (dist.max() - dist.min()) > UNEVEN_TOLERANCE * z:
+    if normal is not None:
+        placed = [
+            (i, float(np.dot(h.position, normal)))
+            for i, h in enumerate(headers)
+            if h.position is not None
+        ]
+        steps = [abs(b - a) / (j - i) for (i, a), (j, b) in pairwise(placed)]
+        if steps:
+            z = float(statistics.median(steps))
+        if z and len(placed) == len(headers):
+            dist = np.diff([d for _, d in placed])
+            slots, per_slice = _fill_gaps(headers, dist, z, notes)
+            if (per_slice.max() - per_slice.min()) > UNEVEN_TOLERANCE * z:
+                notes.append(
+                    f"{where}: uneven DICOM slice spacing, from "
+                    f"{per_slice.min():.4g} to {per_slice.max():.4g} mm (median {z:.4g} mm used)"
+                )
+        elif z and len(steps) > 1 and (max(steps) - min(steps)) > UNEVEN_TOLERANCE * z:
             notes.append(
-                f"{headers[0].path.parent}: uneven DICOM slice spacing, from "
-                f"{dist.min():.4g} to {dist.max():.4g} mm (median {z:.4g} mm used)"
+                f"{where}: uneven DICOM slice spacing, from {min(steps):.4g} to "
+                f"{max(steps):.4g} mm (median {z:.4g} mm used)"
             )
-    if not z:
+    if not z or not math.isfinite(z):
         z = x
-    return (z, y, x)
+    return (z, y, x), slots
+
+
+def _fill_gaps(
+    headers: list[DicomHeader], dist: np.ndarray, z: float, notes: list[str]
+) -> tuple[list[DicomHeader | None], np.ndarray]:
+    """Slots with k - 1 empty ones where a gap is k times ``z`` (within GAP_TOLERANCE), and
+    the distance per slot step of every gap (what the evenness check looks at)."""
+    slots: list[DicomHeader | None] = [headers[0]]
+    per_slice = []
+    for d, header in zip(dist, headers[1:], strict=True):
+        k = round(d / z)
+        if k >= 2 and abs(d - k * z) <= GAP_TOLERANCE * z:
+            first = len(slots)
+            slots.extend([None] * (k - 1))
+            notes.append(
+                f"{header.path.parent}: {k - 1} DICOM slice(s) missing before {header.path.name} "
+                f"(a gap of {d:.4g} mm, {k} x the {z:.4g} mm spacing); z={first}"
+                + (f"-{first + k - 2}" if k > 2 else "")
+                + " read as zeros"
+            )
+            per_slice.append(d / k)
+        else:
+            per_slice.append(d)
+        slots.append(header)
+    return slots, np.asarray(per_slice)
 
 
 def decode(header: DicomHeader, dtype: np.dtype, rescale: bool) -> np.ndarray:

@@ -3,8 +3,8 @@
 A series is the files sharing prefix, suffix and extension around the LAST run of digits in
 the name; the number orders them. DICOM files are grouped later by SeriesInstanceUID instead.
 Of several series, ``choose_series`` opens the one asked for (``PickRaster``, ``PickDicom``),
-else the one with the most files; ties go to the higher bit depth, then the larger slices,
-then DICOM over raster, then the prefix A-Z (``tie_key``).
+else the one with the most files; ties go to grayscale over colour, then the higher stored bit
+depth, then the larger slices, then DICOM over raster, then the prefix A-Z (``tie_key``).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import reduce
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from .errors import (
     NoSliceSeries,
     PathNotFound,
 )
+from .io.raster import not_regular
 from .locations import LOCAL_DIRNAME
 
 RASTER_EXTENSIONS = frozenset({".tif", ".tiff", ".png", ".bmp", ".jpg", ".jpeg"})
@@ -147,8 +149,15 @@ def check_path(path: Path) -> Path:
     return path
 
 
-def list_candidates(folder: Path) -> tuple[list[Path], list[Path]]:
-    """Image files in a folder as (raster, dicom candidates); skips hidden, cache, previews."""
+def list_candidates(
+    folder: Path, skipped: list[tuple[Path, str]] | None = None
+) -> tuple[list[Path], list[Path]]:
+    """Image files in a folder as (raster, dicom candidates); skips hidden, cache, previews.
+
+    Entries named like an image that are not regular files (a folder, a broken symbolic link,
+    a link loop, a named pipe, a device) are never read; each is added to ``skipped`` as
+    (path, what it is).
+    """
     try:
         entries = list(os.scandir(folder))
     except PermissionError as exc:
@@ -161,13 +170,16 @@ def list_candidates(folder: Path) -> tuple[list[Path], list[Path]]:
         name = entry.name
         if name.startswith(".") or name == LOCAL_DIRNAME:
             continue
-        try:
-            if not entry.is_file():  # follows symlinks; broken links and loops are not files
-                continue
-        except OSError:
-            continue
         stem, ext = os.path.splitext(name)
         ext = ext.lower()
+        try:
+            regular = entry.is_file()  # follows symlinks; broken links and loops are not files
+        except OSError:
+            regular = False
+        if not regular:
+            if skipped is not None and (ext in RASTER_EXTENSIONS or ext in DICOM_EXTENSIONS):
+                skipped.append((Path(entry.path), not_regular(entry.path) or "not a file"))
+            continue
         if ext in RASTER_EXTENSIONS:
             if not _PREVIEW.search(stem):
                 raster.append(Path(entry.path))
@@ -206,17 +218,72 @@ def group_raster(files: list[Path]) -> list[SeriesInfo]:
             pattern = f"{glob.escape(prefix)}*{glob.escape(suffix)}{ext}"
         else:
             pattern = glob.escape(members[0][1].name)
-        series.append(
-            SeriesInfo(
-                prefix=prefix,
-                suffix=suffix,
-                extension=ext,
-                pattern=pattern,
-                files=[p for _, p in members],
-                numbers=[m.number for m, _ in members],
+        parts = split_numbers(members) if has_number else [members]
+        for part in parts:
+            part_pattern = pattern if len(parts) == 1 else _part_pattern(part, members, pattern)
+            series.append(
+                SeriesInfo(
+                    prefix=prefix,
+                    suffix=suffix,
+                    extension=ext,
+                    pattern=part_pattern,
+                    files=[p for _, p in part],
+                    numbers=[m.number for m, _ in part],
+                    extra={"split_from": pattern} if len(parts) > 1 else {},
+                )
             )
-        )
     return series
+
+
+def split_gap(numbers: list[int]) -> int:
+    """The gap between sorted slice numbers beyond which a series is split in two:
+    ``max(100 x step, count)``, with step the gcd of the gaps (docs/opening.md)."""
+    gaps = [b - a for a, b in pairwise(numbers)]
+    step = reduce(math.gcd, gaps, 0) or 1
+    return max(100 * step, len(numbers))
+
+
+def split_numbers(
+    members: list[tuple[SliceName, Path]],
+) -> list[list[tuple[SliceName, Path]]]:
+    """Split members (sorted by number) wherever a gap exceeds ``split_gap``: a stray file
+    numbered like a date (``s_20240315.tif`` among ``s_0000..0015``) is its own series."""
+    numbers = [m.number or 0 for m, _ in members]
+    limit = split_gap(numbers)
+    parts: list[list[tuple[SliceName, Path]]] = [[members[0]]]
+    for prev, member in pairwise(members):
+        if (member[0].number or 0) - (prev[0].number or 0) > limit:
+            parts.append([])
+        parts[-1].append(member)
+    return parts
+
+
+def _part_pattern(
+    part: list[tuple[SliceName, Path]],
+    members: list[tuple[SliceName, Path]],
+    fallback: str,
+) -> str:
+    """A glob that selects exactly the files of one part of a split series."""
+    names = [p.name for _, p in part]
+    if len(names) == 1:
+        return glob.escape(names[0])
+    first = part[0][0]
+    head, tail = glob.escape(first.prefix), f"{glob.escape(first.suffix)}{first.extension}"
+    digits = [m.digits for m, _ in part]
+    common = os.path.commonprefix(digits)  # noqa: RUF071 (a prefix of digit strings)
+    candidates = [f"{head}{common}*{tail}"]
+    if len({len(d) for d in digits}) == 1:  # same width: slice_????.tif, else slice_00??.tif
+        width = len(digits[0])
+        candidates[:0] = [
+            f"{head}{'?' * width}{tail}",
+            f"{head}{common}{'?' * (width - len(common))}{tail}",
+        ]
+    inside = {p.name.lower() for _, p in part}
+    for candidate in candidates:
+        chosen = {p.name.lower() for _, p in members if matches(p, candidate)}
+        if chosen == inside:
+            return candidate
+    return fallback
 
 
 def check_duplicates(series: SeriesInfo) -> None:
@@ -278,20 +345,24 @@ def choose_series(series: list[SeriesInfo], pick: Pick | None = None) -> SeriesI
     return min(tied, key=tie_key)
 
 
-def tie_key(series: SeriesInfo) -> tuple[int, int, int, str, str]:
-    """Higher bit depth, then larger slices, then DICOM over raster, then prefix A-Z."""
+def tie_key(series: SeriesInfo) -> tuple[int, int, int, int, str, str]:
+    """Grayscale before colour, then more stored bits (a palette counts its indices, not its
+    expanded colour table), then larger slices, then DICOM over raster, then prefix A-Z."""
     from .io import read_header
 
-    bits = pixels = 0
+    colour = bits = pixels = 0
     if series.kind == "dicom":
         h = series.extra["headers"][0]
         bits, pixels = h.stored_dtype.itemsize * 8, h.shape[0] * h.shape[1]
+        colour = int(h.samples >= 3)
     else:
         for f in series.files[:3]:
             try:
                 header = read_header(f)
             except CTStackError:
                 continue
-            bits, pixels = header.bits, header.shape[0] * header.shape[1]
+            colour = int(header.colour)
+            bits, pixels = header.stored_bits, header.shape[0] * header.shape[1]
             break
-    return (-bits, -pixels, 0 if series.kind == "dicom" else 1, series.prefix, series.pattern)
+    kind = 0 if series.kind == "dicom" else 1
+    return (colour, -bits, -pixels, kind, series.prefix, series.pattern)

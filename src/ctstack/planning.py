@@ -190,9 +190,12 @@ def plan_folder(
 ) -> Plan:
     from . import dicom
 
-    raster, dicom_files = discovery.list_candidates(folder)
+    odd: list[tuple[Path, str]] = []
+    raster, dicom_files = discovery.list_candidates(folder, odd)
     uid_pattern = False
     notes: list[str] = []
+    if pattern is not None:
+        odd = [(p, what) for p, what in odd if discovery.matches(p, pattern)]
     dicom_headers: list[dicom.DicomHeader] = []
     skipped: list[str] = []
     if dicom_files:
@@ -202,6 +205,7 @@ def plan_folder(
             except CTStackError as exc:
                 skipped.append(str(exc))
     uids = {h.series_uid for h in dicom_headers}
+    every_raster = list(raster)
     if pattern is not None:
         if pattern in uids:
             uid_pattern = True
@@ -242,7 +246,19 @@ def plan_folder(
             )
         raise discovery.no_series_error(folder, pattern)
     chosen = discovery.choose_series(series, pick)
+    if pattern is not None and chosen.kind == "raster":
+        inside = set(chosen.files)
+        if any(p not in inside for p in every_raster if discovery.matches(p, chosen.pattern)):
+            chosen.pattern = pattern  # its own glob would select more: keep the one given
     others = [s for s in series if s is not chosen]
+    notes.extend(f"{p}: named like a slice but is {what}; skipped" for p, what in odd)
+    split = sorted({s.extra["split_from"] for s in series if "split_from" in s.extra})
+    for glob_ in split:
+        parts = [s for s in series if s.extra.get("split_from") == glob_]
+        notes.append(
+            f"{folder}: the numbers of {glob_} jump by more than max(100 x step, count), so it "
+            "is split into " + ", ".join(f"{s.pattern} ({s.count})" for s in parts)
+        )
     if others:
         listed = ", ".join(str(s) for s in others)
         notes.append(
@@ -333,6 +349,13 @@ def plan_raster(
             next(h.path.name for h in headers.values() if h.dtype == d) for d in dtypes
         )
         notes.append(f"{where}: mixed pixel types ({mix}; e.g. {example}); opened as {dtype}")
+    if len(headers) > 1:
+        paged = [h for h in headers.values() if h.more_pages and is_volume_tiff(h.path)]
+        if paged:
+            notes.append(
+                f"{where}: {len(paged)} slice file(s) hold several pages (e.g. "
+                f"{paged[0].path}); only the first page of each is read as its slice"
+            )
     colour = [h for h in headers.values() if h.colour]
     if colour:
         notes.append(
@@ -418,15 +441,19 @@ def plan_dicom(
             f"{h.path}: slice is {h.shape[1]} x {h.shape[0]}, the series is "
             f"{shape[1]} x {shape[0]}",
         )
-        for z, h in enumerate(plan.headers)
-        if h.shape != shape
+        for z, h in enumerate(plan.slots)
+        if h is not None and h.shape != shape
     ]
     notes.extend(plan.warnings)
     for b in bad:
         notes.append(f"bad slice z={b.z} ({b.reason}); it reads as zeros")
-    good = [h if h.shape == shape else None for h in plan.headers]
+    good = [h if h is not None and h.shape == shape else None for h in plan.slots]
     reader = DicomReader(
-        good, [h.path for h in plan.headers], (len(good), *shape), plan.dtype, plan.rescale
+        good,
+        [None if h is None else h.path for h in plan.slots],
+        (len(good), *shape),
+        plan.dtype,
+        plan.rescale,
     )
     info = plan.headers[0].info
     meta = {
@@ -450,7 +477,7 @@ def plan_dicom(
         reader=reader,
         voxel=voxel,
         files=[h.path for h in plan.headers],
-        missing=[],
+        missing=list(plan.missing),
         bad=bad,
         other=others,
         meta=meta,

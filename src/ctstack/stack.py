@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import warnings
 from collections.abc import Callable, Iterable
@@ -112,9 +113,13 @@ class Stack:
             raise ValueError(f"out must be {self.shape[1:]} {self.dtype}")
         if z not in self._bad_z:
             try:
-                return self._reader.read(z, out)
+                arr = self._reader.read(z, out)
             except CTStackError as exc:
                 self._mark_bad(z, str(exc))
+            else:
+                if arr.shape == self.shape[1:] and arr.dtype == self.dtype:
+                    return arr
+                self._mark_bad(z, f"decoded as {arr.shape} {arr.dtype}, not {self.shape[1:]}")
         if out is None:
             return np.zeros(self.shape[1:], self.dtype)
         out.fill(0)
@@ -296,6 +301,13 @@ def _from_plan(
     """The Stack of a plan, with the user's voxel size and unit overrides applied."""
     found = plan.voxel or metadata.VoxelInfo((1.0, 1.0, 1.0), metadata.PIXEL, "default")
     voxel, unit, source = found.voxel_size, found.unit, found.source
+    notes = list(plan.notes)
+    if not all(math.isfinite(v) and v > 0 for v in voxel):  # never a voxel size of 0 or NaN
+        notes.append(
+            f"{plan.path}: voxel size {tuple(voxel)} from {source} is not a positive finite "
+            "size; using 1 pixel"
+        )
+        voxel, unit, source = (1.0, 1.0, 1.0), metadata.PIXEL, f"{source} (unusable)"
     if override is not None:
         voxel, source = override, "user"
     if override_unit is not None:
@@ -315,6 +327,6 @@ def _from_plan(
         bad_slices=plan.bad,
         other_series=plan.other,
         metadata=meta,
-        notes=plan.notes,
+        notes=notes,
         report=report,
     )

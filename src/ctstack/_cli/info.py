@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 
@@ -54,7 +53,9 @@ def run(args: argparse.Namespace) -> int:
     )
     info = stack.summary()
     if args.json:
-        print(json.dumps(info, indent=2))
+        from .jsonout import dumps
+
+        print(dumps(info, indent=2))  # strict JSON: a NaN or infinity is null
         return 0
     z, y, x = stack.shape
     vz, vy, vx = stack.voxel_size

@@ -7,7 +7,9 @@ array in the engine's dtype: colour becomes luminance, palettes are expanded.
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import struct
 import warnings
 from dataclasses import dataclass, field
@@ -17,10 +19,68 @@ from typing import Any
 import numpy as np
 
 from .._dtypes import KERNEL_DTYPES, accepted
-from ..errors import ImageTooLarge, UnreadableSlice, UnsupportedDtype, UnsupportedFormat
+from ..errors import (
+    ImageTooLarge,
+    InvalidArgument,
+    UnreadableSlice,
+    UnsupportedDtype,
+    UnsupportedFormat,
+)
 
 # A slice header claiming more pixels than this is refused before anything is allocated.
 MAX_SLICE_PIXELS = 2**31
+
+# One decoded plane may take at most min(4 GiB, RAM / 8) bytes unless this variable says otherwise.
+MAX_SLICE_BYTES_ENV = "CTSTACK_MAX_SLICE_BYTES"
+_PLANE_CAP = 4 * 2**30
+
+
+def physical_memory() -> int | None:
+    """Bytes of RAM, or None where the system does not say."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def max_slice_bytes() -> int:
+    """The most bytes one decoded plane may take: ``$CTSTACK_MAX_SLICE_BYTES`` when set, else
+    min(4 GiB, RAM / 8)."""
+    raw = os.environ.get(MAX_SLICE_BYTES_ENV, "").strip()
+    if raw:
+        try:
+            value = int(float(raw))
+        except ValueError:
+            value = 0
+        if value <= 0:
+            raise InvalidArgument(
+                f"{MAX_SLICE_BYTES_ENV}={raw!r} is not a positive number of bytes"
+            )
+        return value
+    ram = physical_memory()
+    return _PLANE_CAP if ram is None else max(1, min(_PLANE_CAP, ram // 8))
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.3g} GiB" if n >= 2**28 else f"{n / 2**20:.3g} MiB"
+
+
+def check_plane(where: object, shape: tuple[int, ...], dtype: np.dtype) -> None:
+    """Refuse (ImageTooLarge) a plane of `shape` x `dtype` larger than ``max_slice_bytes``."""
+    need = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+    limit = max_slice_bytes()
+    if need > limit:
+        set_by = (
+            f"set by {MAX_SLICE_BYTES_ENV}"
+            if os.environ.get(MAX_SLICE_BYTES_ENV, "").strip()
+            else f"min(4 GiB, RAM/8); raise it with {MAX_SLICE_BYTES_ENV}=<bytes>"
+        )
+        dims = " x ".join(str(int(n)) for n in reversed(shape))
+        raise ImageTooLarge(
+            f"{where}: one {dims} {np.dtype(dtype)} plane needs {_gib(need)}, more than the "
+            f"{_gib(limit)} a slice may take ({set_by})"
+        )
+
 
 # ITU-R 601-2 luma weights in 16.16 fixed point, exactly as Pillow's convert("L").
 _LUMA = (19595, 38470, 7471)
@@ -45,8 +105,41 @@ def map_dtype(dtype: np.dtype, where: str | os.PathLike[str] = "") -> np.dtype:
     raise UnsupportedDtype(f"{prefix}pixel type {dtype} is not supported ({accepted()} are)")
 
 
+def not_regular(path: str | os.PathLike[str]) -> str | None:
+    """What `path` is when it is not a regular file (after symlinks), else None.
+
+    Only regular files are ever opened: reading a named pipe blocks forever and a device may
+    never end.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "a broken symbolic link" if os.path.islink(path) else "missing"
+    except OSError as exc:  # ELOOP: a symbolic link loop
+        if exc.errno == errno.ELOOP:
+            return "a symbolic link loop"
+        return f"unreachable ({exc.strerror or exc})"
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a regular file"
+
+
 def sniff(path: Path) -> str | None:
-    """Return 'tiff', 'png', 'bmp', 'jpeg', 'dicom' from the file's magic bytes, else None."""
+    """Return 'tiff', 'png', 'bmp', 'jpeg', 'dicom' from the file's magic bytes, else None.
+
+    Raises UnsupportedFormat for anything but a regular file (a FIFO is never read).
+    """
+    what = not_regular(path)
+    if what is not None:
+        raise UnsupportedFormat(f"{path}: {what}, not an image file; only regular files are read")
     with open(path, "rb") as fh:
         head = fh.read(132)
     if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
@@ -79,14 +172,19 @@ class SliceHeader:
     def bits(self) -> int:
         return self.dtype.itemsize * 8
 
+    @property
+    def stored_bits(self) -> int:
+        """Bits per stored sample (a palette's indices, not its expanded colour table)."""
+        return int(self.info.get("stored_bits") or self.bits)
+
 
 def read_header(path: Path) -> SliceHeader:
     """Read one raster slice's header; raise UnreadableSlice/UnsupportedFormat/ImageTooLarge."""
     path = Path(path)
     try:
+        kind = sniff(path)  # first: a FIFO's size is 0 too, but it is no empty file
         if path.stat().st_size == 0:
             raise UnreadableSlice(f"{path}: empty file (0 bytes)")
-        kind = sniff(path)
         if kind == "tiff":
             header = _tiff_header(path)
         elif kind in ("png", "bmp", "jpeg"):
@@ -109,13 +207,14 @@ def read_header(path: Path) -> SliceHeader:
             f"{path}: header claims {x} x {y} pixels, more than the {MAX_SLICE_PIXELS} a slice "
             "may have; the file is corrupt or not a CT slice"
         )
+    check_plane(path, (y, x), header.dtype)
     return header
 
 
 # --- TIFF: a minimal first-IFD parser (about 10x faster than opening a TiffFile) -------------
 
 _TIFF_TYPES = {1: "B", 2: "B", 3: "H", 4: "I", 6: "b", 7: "B", 8: "h", 9: "i", 16: "Q", 17: "q"}
-_TAGS = {256, 257, 258, 259, 262, 273, 277, 279, 284, 320, 324, 325, 339}
+_TAGS = {256, 257, 258, 259, 262, 273, 277, 278, 279, 284, 320, 322, 323, 324, 325, 339}
 _SAMPLE_KIND = {1: "u", 2: "i", 3: "f"}
 
 
@@ -177,19 +276,16 @@ def _tiff_header(path: Path) -> SliceHeader:
     stored = np.dtype(bool) if bits == 1 else np.dtype(f"{_SAMPLE_KIND[sample_format]}{bits // 8}")
     if y * x > MAX_SLICE_PIXELS:  # refuse before computing anything from the size
         return SliceHeader(path, "tiff", (y, x), np.dtype("uint8"))
-    colour = (photometric in (2, 6) and spp >= 3) or photometric == 3
-    if photometric == 3:  # palette: expanded to 16-bit colour map values, then luminance
-        stored = np.dtype("uint16")
+    colour = photometric in (2, 6) and spp >= 3
+    stored_bits = bits
+    palette = None
+    if photometric == 3:
+        palette = _palette_kind(tags.get(320), bits)
+        if palette != "gray-ramp":  # a colour map is expanded to its 16-bit values
+            stored = np.dtype("uint16")
+        colour = palette == "colour"
     dtype = map_dtype(stored, path)
-    if compression == 1:  # uncompressed: a short file is a truncated slice
-        offsets, counts = tags.get(273) or tags.get(324), tags.get(279) or tags.get(325)
-        # the file's own tags: a damaged TIFF may list more offsets than byte counts (or fewer);
-        # the pairs present are checked, the rest is left to the decoder
-        ends = [o + c for o, c in zip(offsets or (), counts or (), strict=False)]
-        if offsets and counts and max(ends) > size:
-            raise UnreadableSlice(
-                f"{path}: truncated ({size} bytes, the image data needs {max(ends)})"
-            )
+    _check_tiff_data(path, tags, size, (y, x), bits, spp, compression)
     return SliceHeader(
         path,
         "tiff",
@@ -198,8 +294,83 @@ def _tiff_header(path: Path) -> SliceHeader:
         colour=colour,
         compressed=compression != 1,
         more_pages=next_ifd != 0,
-        info={"photometric": photometric, "samples": spp, "compression": compression},
+        info={
+            "photometric": photometric,
+            "samples": spp,
+            "compression": compression,
+            "stored_bits": stored_bits,
+            "palette": palette,
+        },
     )
+
+
+def _palette_kind(colormap: tuple[Any, ...] | None, bits: int) -> str:
+    """'gray-ramp' (R = G = B, strictly increasing: the stored indices are the image, as
+    tifffile and ImageJ read it), 'gray' (R = G = B otherwise: expanded), or 'colour'."""
+    n = 1 << bits if bits <= 16 else 0
+    if not colormap or n == 0 or len(colormap) < 3 * n:
+        return "colour"
+    cmap = np.asarray(colormap[: 3 * n], dtype=np.int64).reshape(3, n)
+    if not ((cmap[0] == cmap[1]).all() and (cmap[1] == cmap[2]).all()):
+        return "colour"
+    return "gray-ramp" if bool((np.diff(cmap[0]) > 0).all()) else "gray"
+
+
+def _check_tiff_data(
+    path: Path,
+    tags: dict[int, tuple[Any, ...]],
+    size: int,
+    shape: tuple[int, int],
+    bits: int,
+    spp: int,
+    compression: int,
+) -> None:
+    """The strips or tiles must cover the image and lie inside the file; uncompressed, their
+    bytes must be the image's. A header claiming 46000 x 46000 pixels over a few bytes of
+    strips is refused here, before any buffer is allocated."""
+    y, x = shape
+    tiled = 324 in tags or 322 in tags
+    offsets = tags.get(324) or tags.get(273) or ()
+    counts = tags.get(325) or tags.get(279) or ()
+    planes = spp if tags.get(284, (1,))[0] == 2 else 1
+    chunky = spp // planes  # samples per pixel within one strip or tile
+    unit_bytes = 0  # uncompressed bytes of one tile
+    if tiled:
+        tw, tl = int(tags.get(322, (0,))[0]), int(tags.get(323, (0,))[0])
+        if tw <= 0 or tl <= 0:
+            raise UnreadableSlice(f"{path}: TIFF tiles of {tw} x {tl} pixels")
+        need = -(-y // tl) * -(-x // tw) * planes
+        unit_bytes = tl * -(-tw * bits * chunky // 8)
+        what = "tiles"
+    else:
+        rows = int(tags.get(278, (y,))[0]) or y
+        rows = min(rows, y)
+        need = -(-y // rows) * planes
+        what = "strips"
+    if not offsets or not counts:
+        if compression in (6, 7):  # old-style JPEG may point at its data another way
+            return
+        raise UnreadableSlice(f"{path}: TIFF lists no image data ({what})")
+    pairs = list(zip(offsets, counts, strict=False))
+    if len(pairs) < need:
+        raise UnreadableSlice(
+            f"{path}: TIFF {what} do not cover the image ({len(pairs)} listed, "
+            f"{x} x {y} pixels need {need}); the file is corrupt or truncated"
+        )
+    pairs = pairs[:need]
+    ends = [int(o) + int(c) for o, c in pairs]
+    if max(ends) > size:  # a short file is a truncated slice
+        raise UnreadableSlice(f"{path}: truncated ({size} bytes, the image data needs {max(ends)})")
+    if compression == 1:
+        total_needed = need * unit_bytes if tiled else y * -(-x * bits * chunky // 8) * planes
+        have = sum(int(c) for _, c in pairs)
+        if have < total_needed:
+            raise UnreadableSlice(
+                f"{path}: TIFF {what} hold {have} bytes, a {x} x {y} image needs "
+                f"{total_needed}; the file is corrupt or truncated"
+            )
+    elif any(int(c) <= 0 for _, c in pairs):
+        raise UnreadableSlice(f"{path}: TIFF has empty compressed {what}; the file is corrupt")
 
 
 # --- Pillow formats ---------------------------------------------------------------------------
@@ -239,7 +410,11 @@ def _pillow_header(path: Path, kind: str) -> SliceHeader:
         dtype,
         colour=colour,
         compressed=kind != "bmp",
-        info={"mode": mode, "png16": png16_colour},
+        info={
+            "mode": mode,
+            "png16": png16_colour,
+            "stored_bits": 16 if png16_colour else dtype.itemsize * 8,
+        },
     )
 
 
@@ -300,10 +475,14 @@ def _decode_tiff(header: SliceHeader, out: np.ndarray | None, dtype: np.dtype) -
         page = tif.pages.first
         plain = (not header.colour) and page.dtype == dtype and page.shape == header.shape
         if plain and out is not None and out.dtype == dtype and out.shape == header.shape:
-            page.asarray(out=out)
+            # tifffile reshapes the array it is given in place and may fail before shaping
+            # it back: it gets a view, so the caller's buffer keeps its shape whatever happens
+            page.asarray(out=out.view())
             return out
         arr = page.asarray()
-        if header.info.get("photometric") == 3:  # palette: index -> 16-bit RGB map
+        palette = header.info.get("palette")
+        if header.info.get("photometric") == 3 and palette != "gray-ramp":
+            # a palette: index -> 16-bit RGB map (a gray ramp's indices are the image)
             cmap = np.asarray(page.colormap)
             arr = cmap.T[arr.astype(np.intp)]
             if (arr[..., 0] == arr[..., 1]).all() and (arr[..., 1] == arr[..., 2]).all():

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import InvalidArgument, UnreadableSlice, UnsupportedFormat
-from .raster import SliceHeader, decode, luminance, map_dtype
+from .raster import SliceHeader, check_plane, decode, luminance, map_dtype
 
 if TYPE_CHECKING:
     import dask.array as da
@@ -85,7 +85,7 @@ class DicomReader(SliceReader):
     def __init__(
         self,
         headers: Sequence[DicomHeader | None],
-        files: Sequence[Path],
+        files: Sequence[Path | None],  # None: a slice missing from the series
         shape: tuple[int, int, int],
         dtype: np.dtype,
         rescale: bool,
@@ -109,7 +109,7 @@ class DicomReader(SliceReader):
         return self.files[z]
 
     def sources(self) -> list[Path]:
-        return list(self.files)
+        return [f for f in self.files if f is not None]
 
 
 class MultipageReader(SliceReader):
@@ -184,6 +184,7 @@ class MultipageReader(SliceReader):
             if colour:
                 notes.append(f"{path}: colour planes converted to luminance (ITU-R 601-2)")
             dtype = map_dtype(series.dtype, path)
+            check_plane(path, (y, x), dtype)
         return cls(path, pages, (depth, y, x), dtype, colour, contiguous, kind, axes, stored, notes)
 
     def _open(self) -> Any:
@@ -202,7 +203,7 @@ class MultipageReader(SliceReader):
                 else:
                     page = self._open().series[0].pages[idx]
                     if out is not None and not self.colour and page.dtype == self.dtype:
-                        page.asarray(out=out)
+                        page.asarray(out=out.view())  # a view: tifffile reshapes it in place
                         return out
                     arr = page.asarray()
         except Exception as exc:
@@ -258,13 +259,13 @@ class NgffReader(SliceReader):
     def read(self, z: int, out: np.ndarray | None = None) -> np.ndarray:
         try:
             arr = self.image.read_plane(z)
+            if out is not None:
+                out[...] = arr
+                return out
         except Exception as exc:
             raise UnreadableSlice(
                 f"{self.image.path}: z={z} ({type(exc).__name__}: {exc})"
             ) from exc
-        if out is not None:
-            out[...] = arr
-            return out
         return arr
 
     def path_of(self, z: int) -> Path | None:
