@@ -91,3 +91,12 @@ class LevelNotAvailable(ExportError):
 
 class UnsupportedExport(ExportError, ValueError):
     """The format cannot hold this data (dtype, size) or an argument is impossible."""
+
+
+class CacheGone(CacheError):
+    """A pyramid cache entry that was open vanished (cleaned, or replaced by a rebuild) and a
+    chunk of it is missing: raised instead of reading the fill value. ``entry`` names it."""
+
+    def __init__(self, message: str, entry: str | None = None) -> None:
+        super().__init__(message)
+        self.entry = entry

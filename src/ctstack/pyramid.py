@@ -23,9 +23,9 @@ import numpy as np
 
 from ._backend import core
 from ._numpy_kernel import NumpyCascade
-from ._readahead import ReadAhead
+from ._readahead import ReadAhead, ahead_within
 from ._types import Progress, StrPath
-from .errors import Cancelled
+from .errors import Cancelled, CTStackError, InvalidArgument
 
 if TYPE_CHECKING:
     import dask.array as da
@@ -46,8 +46,7 @@ def level_shapes(
     shape: tuple[int, int, int], max_size: int = DEFAULT_MAX_SIZE
 ) -> list[tuple[int, int, int]]:
     """Shapes of levels 1..n: halve (rounding up) until the largest axis is at most max_size."""
-    if max_size < 1:
-        raise ValueError(f"max_size must be at least 1, got {max_size}")
+    check_max_size(max_size)
     shapes = []
     z, y, x = (int(n) for n in shape)
     while max(z, y, x) > max_size:
@@ -88,7 +87,8 @@ def stream_levels(
     outs = [np.empty(s, dtype=dtype) for s in cascade.level_shapes]
     offsets = [start >> level for level in range(1, n_levels + 1)]
     total = stop - start
-    buffers = deque(np.empty((ny, nx), dtype=dtype) for _ in range(READ_AHEAD))
+    ahead = ahead_within(READ_AHEAD, ny * nx * np.dtype(dtype).itemsize)  # bounded in bytes too
+    buffers = deque(np.empty((ny, nx), dtype=dtype) for _ in range(ahead))
 
     def jobs() -> Iterator[tuple[int, np.ndarray]]:
         for z in range(start, stop):  # taken only when a slot, and so a buffer, is free
@@ -106,7 +106,7 @@ def stream_levels(
         for level, z in done:
             sink(level, offsets[level - 1] + z, outs[level - 1])
 
-    with ReadAhead(read, threads=READ_THREADS, ahead=READ_AHEAD, name="ctstack-read") as pool:
+    with ReadAhead(read, threads=READ_THREADS, ahead=ahead, name="ctstack-read") as pool:
         for done_count, (plane, buf) in enumerate(pool.map(jobs()), start=1):
             check(done_count - 1)
             emit(cascade.push(plane, outs))
@@ -149,9 +149,19 @@ class Pyramid:
         return tuple((int(a.shape[0]), int(a.shape[1]), int(a.shape[2])) for a in self.levels)
 
 
-def _settings(max_size: int, cache_dir: StrPath | None) -> PyramidSettings:
+def check_max_size(max_size: Any) -> int:
+    """``max_size`` as an int of at least 1, else ``InvalidArgument`` naming the value."""
+    if isinstance(max_size, bool) or not isinstance(max_size, int | np.integer):
+        raise InvalidArgument(f"max_size must be a whole number of voxels, got {max_size!r}")
     if max_size < 1:
-        raise ValueError(f"max_size must be at least 1, got {max_size}")
+        raise InvalidArgument(
+            f"max_size must be at least 1 (the largest axis of the last level), got {max_size}"
+        )
+    return int(max_size)
+
+
+def _settings(max_size: int, cache_dir: StrPath | None) -> PyramidSettings:
+    check_max_size(max_size)
     return PyramidSettings(int(max_size), None if cache_dir is None else Path(cache_dir))
 
 
@@ -170,13 +180,68 @@ def load_pyramid(
     if not shapes:
         return Pyramid((stack.data,), settings)
     from .cache import PyramidCache, fingerprint
+    from .cache.keys import bad_record_holds
 
+    sources = stack.sources()
+    bad_now = [b.path for b in stack.bad_slices]
     cache = PyramidCache(stack.root, stack.name, cache_dir=cache_dir)
-    found = cache.load_entry(fingerprint(stack.sources(), stack.shape, stack.dtype, shapes))
+    found = cache.load_entry(
+        fingerprint(sources, stack.shape, stack.dtype, shapes),
+        accept=lambda m: bad_record_holds(m.get("bad"), sources, bad_now),
+    )
     if found is None:
         return None
     entry, arrays = found
     return Pyramid(_levels(stack, arrays), settings, built=False, location=entry.parent)
+
+
+def halved_shape(shape: tuple[int, int, int], level: int) -> tuple[int, int, int]:
+    """The shape of level ``level`` of a stack of ``shape`` (halved, rounding up, k times)."""
+    z, y, x = (int(n) for n in shape)
+    for _ in range(level):
+        z, y, x = (z + 1) // 2, (y + 1) // 2, (x + 1) // 2
+    return (z, y, x)
+
+
+def max_size_for_level(shape: tuple[int, int, int], level: int) -> int | None:
+    """The ``max_size`` whose pyramid ends exactly at level ``level``, None if it cannot exist
+    (level ``level - 1`` is a single voxel already)."""
+    if level < 1 or max(halved_shape(shape, level - 1)) <= 1:
+        return None
+    return max(halved_shape(shape, level))
+
+
+def load_pyramid_with_level(
+    stack: Stack, level: int, cache_dir: StrPath | None = None
+) -> Pyramid | None:
+    """A valid cached pyramid of the stack that has level ``level``, whatever ``max_size`` it
+    was built with (the one with the fewest levels), else None. Reads no pixel."""
+    if stack.stored_levels or level < 1:
+        return None
+    from .cache import PyramidCache, list_location, source_fingerprint
+
+    cache = PyramidCache(stack.root, stack.name, cache_dir=cache_dir)
+    try:
+        source = source_fingerprint(stack.sources(), stack.shape, stack.dtype)
+    except CTStackError:
+        return None
+    sizes = set()
+    for location in cache.read_locations:
+        for item in list_location(location):
+            shapes = item.get("levels") or []
+            if (
+                item["kind"] == "entry"
+                and item.get("complete")
+                and item.get("name") == stack.name
+                and item.get("source") == source
+                and len(shapes) >= level
+            ):
+                sizes.add(max(int(n) for n in shapes[-1]))
+    for size in sorted(sizes, reverse=True):  # the largest max_size: the fewest levels
+        found = load_pyramid(stack, size, cache_dir)
+        if found is not None and len(found.levels) > level:
+            return found
+    return None
 
 
 def make_pyramid(
@@ -202,10 +267,13 @@ def make_pyramid(
             _report(progress, total)
             return found
     from .cache import PyramidCache, entry_key, source_fingerprint
+    from .cache.keys import bad_record
 
     cache = PyramidCache(stack.root, stack.name, cache_dir=cache_dir)
     source = source_fingerprint(stack.sources(), stack.shape, stack.dtype)
     key = entry_key(source, shapes)
+    # an entry that is there now was refused (corrupt, or a bad slice changed): replace it
+    replace = rebuild or cache.entry_path(key).is_dir()
     with cache.writer(key, shapes, stack.dtype, source=source) as writer:
 
         def read(z: int, buf: np.ndarray) -> np.ndarray:
@@ -220,7 +288,8 @@ def make_pyramid(
             progress=progress,
             cancel=cancel,
         )
-        arrays = writer.commit(replace=rebuild)
+        writer.extra["bad"] = bad_record(stack.sources(), [b.path for b in stack.bad_slices])
+        arrays = writer.commit(replace=replace)
     return Pyramid(_levels(stack, arrays), settings, built=True, location=cache.location)
 
 

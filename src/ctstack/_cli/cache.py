@@ -1,10 +1,12 @@
-"""``ctstack cache list|clean [PATH]``: show or remove pyramid caches (the ROI file stays).
+"""``ctstack cache list|clean|verify [PATH]``: show, remove or check pyramid caches.
 
 PATH is a stack folder or one of its files; its caches are looked for beside it (``.ctstack/``)
 and in the shared cache dirs. Without PATH, every stack cached in the shared dir is covered.
 Only headers are read (to find the stack's folder), and a stack that no longer opens can still
 have its cache cleaned. Only folders ctstack made are removed: a location that is a symbolic
 link is left alone (with a note), and in the shared dir only namespace-named folders are looked at.
+``verify`` reads every chunk and compares it with the checksums written at build time (exit
+code 2 when an entry is bad; ``--fix`` removes bad entries, so the next use rebuilds them).
 """
 
 from __future__ import annotations
@@ -12,11 +14,13 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
 from .. import locations as _locations
-from ..cache import clean_location, list_location
+from ..cache import clean_location, list_location, verify_entry
+from ..cache.housekeeping import remove_tree
 from ..errors import CTStackError
 
 
@@ -35,9 +39,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     common.add_argument(
         "--cache-dir", type=Path, default=None, help="shared cache dir (default: user cache)"
     )
+    common.add_argument(
+        "--fix", action="store_true", help="verify: remove the entries that fail the check"
+    )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     actions.add_parser("list", parents=[common], help="show pyramid caches")
     actions.add_parser("clean", parents=[common], help="remove pyramid caches (ROIs stay)")
+    actions.add_parser(
+        "verify", parents=[common], help="check every chunk against its build-time checksum"
+    )
     parser.set_defaults(func=run)
 
 
@@ -79,7 +89,10 @@ def describe(item: dict[str, Any]) -> str:
         if isinstance(item.get("created"), int | float)
         else "?"
     )
-    state = "complete" if item["complete"] else "INCOMPLETE"
+    if item.get("old"):
+        state = f"OLD FORMAT (version {item['version']}: unused; `ctstack cache clean` removes it)"
+    else:
+        state = "complete" if item["complete"] else "INCOMPLETE"
     return (
         f"  {item['path'].name}  series {item['name']!r}  levels 1..{len(item['levels'])}: "
         f"{shapes}  {item['dtype']}  {_mb(item['bytes'])}  {created}  {state}"
@@ -93,15 +106,22 @@ def run(args: argparse.Namespace) -> int:
     locs = locations(path, args.cache_dir)
     if args.action == "list":
         return list_caches(locs)
-    freed, cleaned = 0, 0
+    if args.action == "verify":
+        return verify_caches(locs, fix=args.fix)
+    freed, cleaned, failed = 0, 0, 0
     for loc in locs:
         if os.path.islink(loc):
             print(f"left alone: {loc} is a symbolic link (ctstack never deletes through one)")
             continue
-        freed += clean_location(loc, keep_roi=not args.all)
+        try:
+            freed += clean_location(loc, keep_roi=not args.all)
+        except CTStackError as exc:  # read-only, another user's: say so, go on with the rest
+            print(f"ctstack cache: error: {exc}", file=sys.stderr)
+            failed += 1
+            continue
         cleaned += 1
     print(f"freed {_mb(freed)} in {cleaned} cache location(s)")
-    return 0
+    return 2 if failed else 0
 
 
 def list_caches(locs: list[Path]) -> int:
@@ -124,3 +144,31 @@ def list_caches(locs: list[Path]) -> int:
     else:
         print(f"total {_mb(total)}")
     return 0
+
+
+def verify_caches(locs: list[Path], fix: bool = False) -> int:
+    """``cache verify``: one line per entry; 2 when any is bad (removed with ``fix``)."""
+    checked, bad = 0, 0
+    for loc in locs:
+        for item in list_location(loc):
+            if item["kind"] != "entry":
+                continue
+            checked += 1
+            problems = verify_entry(item["path"])
+            if not problems:
+                print(f"ok   {item['path']}")
+                continue
+            bad += 1
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            print(f"BAD  {item['path']}: {problems[0]}{more}")
+            if fix and not os.path.islink(loc):
+                try:
+                    remove_tree(item["path"], strict=True)
+                    print("     removed; the next use rebuilds it")
+                except OSError as exc:
+                    print(
+                        f"ctstack cache: error: {item['path']}: cannot remove ({exc})",
+                        file=sys.stderr,
+                    )
+    print(f"{checked} entr{'y' if checked == 1 else 'ies'} checked, {bad} bad")
+    return 2 if bad else 0

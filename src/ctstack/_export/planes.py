@@ -32,21 +32,42 @@ def level_array(
     progress: Progress | None = None,
     cancel: threading.Event | None = None,
 ) -> da.Array:
-    """Level ``level`` of the stack (building the pyramid if needed), else LevelNotAvailable."""
+    """Level ``level`` of the stack, else LevelNotAvailable naming the command that makes it.
+
+    In order: the stack's adopted pyramid; any valid cached pyramid of the stack that has the
+    level, whatever ``max_size`` built it; a build with the default ``max_size`` when that
+    makes the level.
+    """
+    from ..pyramid import (
+        DEFAULT_MAX_SIZE,
+        level_shapes,
+        load_pyramid_with_level,
+        max_size_for_level,
+    )
+
     if level < 0:
         raise LevelNotAvailable(f"{stack.path}: level must be 0 or more, got {level}")
     if level == 0:
         return stack.data
     if len(stack.levels) <= level:
+        found = load_pyramid_with_level(stack, level)
+        if found is not None:
+            stack._adopt(found)
+    if len(stack.levels) <= level and len(level_shapes(stack.shape, DEFAULT_MAX_SIZE)) >= level:
         stack.build_pyramid(progress=progress, cancel=cancel)
     if len(stack.levels) <= level:
         have = ", ".join(
             f"{i}: {' x '.join(map(str, a.shape))}" for i, a in enumerate(stack.levels)
         )
+        size = None if stack.stored_levels else max_size_for_level(stack.shape, level)
+        how = (
+            f"; `ctstack pyramid {stack.path} --max-size {size}` makes it"
+            if size is not None
+            else ""
+        )
         raise LevelNotAvailable(
             f"{stack.path}: level {level} does not exist; this stack has levels 0.."
-            f"{len(stack.levels) - 1} ({have}); stack.build_pyramid(max_size=...) with a "
-            "smaller max_size makes more levels"
+            f"{len(stack.levels) - 1} ({have}){how}"
         )
     return stack.levels[level]
 
@@ -102,6 +123,9 @@ class PlaneReader:
         self.array = stack.data if region.level == 0 else stack.levels[region.level]
         (self.z0, _), ys, xs = region.ranges
         self.yx = (slice(*ys), slice(*xs))
+        # what one read holds in memory: a whole source slice at level 0, else the region plane
+        shape = stack.shape[1:] if region.level == 0 else region.shape[1:]
+        self.plane_bytes = int(shape[0]) * int(shape[1]) * stack.dtype.itemsize
 
     def __call__(self, i: int) -> np.ndarray:
         z = self.z0 + i
@@ -131,7 +155,10 @@ def iter_planes(
         if cancel is not None and cancel.is_set():
             raise Cancelled(f"{what} cancelled after {i} of {count} slices")
 
-    with ReadAhead(reader, threads=READ_THREADS, ahead=READ_AHEAD, name="ctstack-export") as pool:
+    item_bytes = int(getattr(reader, "plane_bytes", 0))  # read-ahead is bounded in bytes too
+    with ReadAhead(
+        reader, threads=READ_THREADS, ahead=READ_AHEAD, name="ctstack-export", item_bytes=item_bytes
+    ) as pool:
         for i, plane in enumerate(pool.map(range(count), before_wait=check)):
             yield i, plane
             if progress is not None:

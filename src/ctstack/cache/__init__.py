@@ -15,7 +15,7 @@ and nothing is written or deleted through a location that is a symbolic link.
 
 The modules: ``keys`` (fingerprints, key, chunk shape, names), ``store`` (``PyramidCache``:
 finding and opening entries), ``writer`` (``CacheWriter``: building and committing one),
-``housekeeping`` (ownership marks, list, sweep, clean).
+``housekeeping`` (ownership marks, list, sweep, clean, verify).
 """
 
 from __future__ import annotations
@@ -41,8 +41,10 @@ from .housekeeping import (
     is_owned,
     list_location,
     sweep_stale,
+    verify_entry,
 )
 from .keys import (
+    CHECKSUMS,
     CHUNK_DEPTH,
     CHUNK_ROWS,
     ENTRY_SUFFIX,
@@ -66,6 +68,7 @@ from .store import PyramidCache
 from .writer import WRITE_QUEUE, CacheWriter
 
 __all__ = [
+    "CHECKSUMS",
     "CHUNK_DEPTH",
     "CHUNK_ROWS",
     "ENTRY_SUFFIX",
@@ -104,5 +107,6 @@ __all__ = [
     "source_fingerprint",
     "sweep_stale",
     "user_cache_dir",
+    "verify_entry",
     "warn_link",
 ]

@@ -8,6 +8,7 @@ left alone, and nothing is deleted through a location that is a symbolic link.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -19,6 +20,7 @@ from typing import Any
 
 from ..locations import LOCAL_DIRNAME, ROI_FILE, is_location_name, safe_name
 from .keys import (
+    CHECKSUMS,
     ENTRY_SUFFIX,
     LEVEL_TAG,
     MANIFEST,
@@ -137,13 +139,14 @@ def tree_bytes(path: Path) -> int:
     return total
 
 
-def remove_tree(path: Path) -> int:
+def remove_tree(path: Path, strict: bool = False) -> int:
     """Delete a cache folder safely: rename it to a private trash name first, then remove it.
 
     The rename is atomic, so a kill during the removal never leaves a half entry under a name
     ``load`` would look at. Only a folder ctstack made (``is_owned``) in a location that is no
     symlink is touched; the trash keeps its mark to the end, so a kill midway leaves a folder
     the next sweep still recognises. Returns the bytes freed (0 if nothing was removed).
+    ``strict`` raises an OSError when the folder cannot be renamed or is still there after.
     """
     if os.path.islink(path.parent) or not is_owned(path):
         return 0
@@ -154,11 +157,17 @@ def remove_tree(path: Path) -> int:
             os.rename(path, trash)
         except FileNotFoundError:
             return 0
+        except OSError:
+            if strict:
+                raise
+            return 0
     if not (_has_manifest(trash) or _has_temp_marker(trash)):
         with contextlib.suppress(OSError):
             write_temp_marker(trash)  # only tagged levels marked it: they go first
     size = tree_bytes(trash)
     remove_marked_last(trash)
+    if strict and os.path.lexists(trash):
+        raise OSError(errno.EACCES, "some files could not be removed", str(trash))
     return size
 
 
@@ -200,7 +209,9 @@ def list_location(location: Path | str) -> list[dict[str, Any]]:
             continue
         if child.name.endswith(ENTRY_SUFFIX):
             m = read_manifest(child) or {}
-            complete = m.get("version") == PYRAMID_VERSION and "levels" in m
+            version = m.get("version")
+            complete = version == PYRAMID_VERSION and "levels" in m
+            old = isinstance(version, int) and version < PYRAMID_VERSION
             out.append(
                 {
                     "path": child,
@@ -214,6 +225,8 @@ def list_location(location: Path | str) -> list[dict[str, Any]]:
                     "created": m.get("created"),
                     "root": m.get("root"),
                     "complete": complete,
+                    "version": version,
+                    "old": old,  # an older cache format: never used, rebuilt on next use
                 }
             )
         elif (parsed := parse_private(child.name)) is not None:
@@ -241,8 +254,10 @@ def list_location(location: Path | str) -> list[dict[str, Any]]:
     return out
 
 
-def sweep_stale(location: Path | str) -> int:
-    """Remove marked temp/trash folders left by dead writers (never a live one); bytes freed."""
+def sweep_stale(location: Path | str, strict: bool = False) -> int:
+    """Remove marked temp/trash folders left by dead writers (never a live one); bytes freed.
+
+    ``strict`` raises the first OSError after trying them all (else they are skipped)."""
     freed = 0
     if os.path.islink(location):
         return 0  # never delete through a symlink
@@ -250,9 +265,15 @@ def sweep_stale(location: Path | str) -> int:
         children = list(Path(location).iterdir())
     except OSError:
         return 0
+    failed: list[OSError] = []
     for child in children:
         if _is_stale(child):
-            freed += remove_tree(child)
+            try:
+                freed += remove_tree(child, strict=strict)
+            except OSError as exc:
+                failed.append(exc)
+    if failed:
+        raise failed[0]
     return freed
 
 
@@ -278,24 +299,79 @@ def clean_location(location: Path | str, keep_roi: bool = True) -> int:
     """Remove all pyramid entries and stale temp folders of one location; returns bytes freed.
 
     ``roi.json`` goes only with ``keep_roi=False``; other files are never touched, and nothing
-    is deleted through a location that is a symlink. The location folder itself is removed
+    is deleted through a location that is a symbolic link. The location folder itself is removed
     when left empty, if it bears a location name and held something of ctstack's (or is
-    ``.ctstack``): an empty folder of someone else's is never removed.
+    ``.ctstack``): an empty folder of someone else's is never removed. What cannot be removed
+    (a read-only cache, another user's) is skipped, the rest removed, and then one
+    ``CacheError`` names the location and the reason.
     """
+    from ..errors import CacheError
+
     location = Path(location)
     if os.path.islink(location):
         return 0
     items = list_location(location)
     roi = location / ROI_FILE
     ours = bool(items) or location.name == LOCAL_DIRNAME or (not keep_roi and roi.is_file())
-    freed = sweep_stale(location)
+    failed: list[OSError] = []
+    freed = 0
+    try:
+        freed += sweep_stale(location, strict=True)
+    except OSError as exc:
+        failed.append(exc)
     for item in items:
         if item["kind"] == "entry":
-            freed += remove_tree(item["path"])
+            try:
+                freed += remove_tree(item["path"], strict=True)
+            except OSError as exc:
+                failed.append(exc)
     if not keep_roi and roi.is_file():
-        freed += roi.stat().st_size
-        roi.unlink()
+        try:
+            size = roi.stat().st_size
+            roi.unlink()
+            freed += size
+        except OSError as exc:
+            failed.append(exc)
     if ours and is_location_name(location.name):
         with contextlib.suppress(OSError):
             location.rmdir()  # only succeeds when empty
+    if failed:
+        first = failed[0]
+        raise CacheError(
+            f"{location}: cannot clean this cache ({first.strerror or first}); "
+            f"{_mb(freed)} freed there, {len(failed)} item(s) left"
+        ) from first
     return freed
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"
+
+
+def verify_entry(entry: Path) -> list[str]:
+    """What is wrong with an entry's chunk files, by their checksum sidecar (``cache verify``).
+
+    Reads every chunk byte: this is the slow, thorough check that opening does not do. An
+    empty list means every chunk file is there and matches what the build wrote; an entry
+    of an older format without a sidecar gives one problem ("no checksums").
+    """
+    from ..errors import CacheError
+    from .keys import file_digest
+
+    sums = _json_dict(Path(entry) / CHECKSUMS)
+    chunks = sums.get("chunks") if sums is not None else None
+    algorithm = sums.get("algorithm") if sums is not None else None
+    if not isinstance(algorithm, str) or not isinstance(chunks, dict):
+        return [f"no checksums ({CHECKSUMS} missing or unreadable)"]
+    problems = []
+    for rel, want in chunks.items():
+        try:
+            got = file_digest(Path(entry) / rel, algorithm)
+        except OSError as exc:
+            problems.append(f"{rel}: cannot read ({exc.strerror or exc})")
+            continue
+        except CacheError as exc:
+            return [str(exc)]
+        if got != want:
+            problems.append(f"{rel}: checksum differs (corrupted)")
+    return problems

@@ -3,7 +3,13 @@
 Planes arrive in increasing z per level; full chunk-deep slabs go to one background thread
 that writes their chunk files (raw little-endian bytes, the layout zarr itself would write)
 while the caller decodes the next planes. The manifest is written last and the folder renamed
-into place, so a kill or a full disk leaves either no entry or a whole one.
+into place, so a kill or a full disk leaves either no entry or a whole one (a full disk is a
+``CacheError`` saying "disk full" and naming the location; the build's folders are removed).
+
+Concurrent builders of one key: the first rename wins and the others adopt its entry. A forced
+rebuild (``commit(replace=True)``) replaces only the entry that was committed when the writer
+was made (each manifest carries a random ``build`` id); an entry committed while it built wins,
+so no process ever returns levels of an entry that another one of the same race removes.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import errno
 import json
 import os
 import queue
+import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -22,19 +29,25 @@ import numpy as np
 from ..errors import CacheError
 from .housekeeping import (
     evict_stale,
+    is_owned,
+    read_manifest,
     remove_marked_last,
     remove_tree,
     sweep_stale,
     write_temp_marker,
 )
 from .keys import (
+    CHECKSUM_ALGORITHM,
+    CHECKSUMS,
     LEVEL_TAG,
     MANIFEST,
     PYRAMID_VERSION,
     TEMP_MARKER,
     TMP_PREFIX,
+    TRASH_PREFIX,
     ZARR_FORMAT,
     Shape3,
+    chunk_digest,
     chunk_shape,
     entry_dirname,
     private_name,
@@ -46,6 +59,32 @@ if TYPE_CHECKING:
     from .store import PyramidCache
 
 WRITE_QUEUE = 1  # full slabs waiting for the writer thread, at most (bounds memory)
+COMMIT_ATTEMPTS = 8  # renames tried before giving up (each failure means another commit won)
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def entry_identity(entry: os.PathLike[str] | str) -> str | None:
+    """Which commit an entry folder holds: its manifest's build id ("" when it has none or the
+    manifest is unreadable), None when there is no folder."""
+    path = os.fspath(entry)
+    if not os.path.isdir(path):
+        return None
+    from pathlib import Path
+
+    m = read_manifest(Path(path)) or {}
+    build = m.get("build")
+    return build if isinstance(build, str) else ""
+
+
+def write_error(where: os.PathLike[str] | str, what: str, exc: BaseException) -> CacheError:
+    """A CacheError for an OSError while writing the cache; a full disk says so plainly."""
+    if isinstance(exc, OSError) and exc.errno in DISK_FULL:
+        err = CacheError(f"{where}: disk full while {what}; nothing was cached (free some space)")
+    else:
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        err = CacheError(f"{where}: {what} failed ({detail})")
+    err.__cause__ = exc
+    return err
 
 
 def _plain_layout(arr: Any, chunks: Shape3) -> bool:
@@ -69,11 +108,13 @@ def _plain_layout(arr: Any, chunks: Shape3) -> bool:
     )
 
 
-def _write_file(path: str, blocks: list[np.ndarray]) -> None:
-    """Write ``blocks`` (C-contiguous arrays) one after the other as the file ``path``."""
+def _write_file(path: str, blocks: list[np.ndarray]) -> int:
+    """Write ``blocks`` (C-contiguous arrays) one after the other as the file ``path``;
+    returns the checksum of what was written (``keys.chunk_digest``, computed from memory)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
     try:
         views = [memoryview(b.data).cast("B") for b in blocks]
+        digest = chunk_digest(views)
         total = sum(len(v) for v in views)
         done = os.writev(fd, views)
         if done < total:  # a short write: finish block by block (raises if the disk is full)
@@ -82,6 +123,7 @@ def _write_file(path: str, blocks: list[np.ndarray]) -> None:
                 data = data[os.write(fd, data) :]
     finally:
         os.close(fd)
+    return digest
 
 
 class CacheWriter:
@@ -113,19 +155,27 @@ class CacheWriter:
         self.level_shapes: list[Shape3] = [(s[0], s[1], s[2]) for s in shapes]
         self.dtype = np.dtype(dtype)
         self.won: bool | None = None  # after commit: True if our build became the entry
+        self.build_id = secrets.token_hex(8)  # in the manifest: which commit an entry holds
+        self.extra: dict[str, Any] = {}  # more manifest fields (the bad-slice record)
         self.before_rename: Callable[[], None] | None = None  # test hook, called in commit()
         self._state = "open"
         location = cache.location
         self.tmp = location / private_name(TMP_PREFIX)
+        self._made: list[str] = []  # folders this writer created above tmp (removed if empty)
+        # the entry a forced rebuild may replace: the one committed before this writer started
+        self.replaces = entry_identity(cache.entry_path(key))
         if os.path.islink(location):
             raise CacheError(f"{location} is a symbolic link; ctstack does not write through it")
         try:
-            location.mkdir(parents=True, exist_ok=True)
+            self._make_location(location)
             sweep_stale(location)
             self.tmp.mkdir()
             write_temp_marker(self.tmp)
         except OSError as exc:
-            raise CacheError(f"{location}: cannot create the pyramid cache ({exc})") from exc
+            self._state = "aborted"
+            remove_marked_last(self.tmp)
+            self._remove_made()
+            raise write_error(location, "creating the pyramid cache", exc) from exc
         self._arrays = []
         self._buffers: list[np.ndarray | None] = []  # the slab being filled, per level
         self._free: list[list[np.ndarray]] = []  # slabs the writer thread has handed back
@@ -133,6 +183,7 @@ class CacheWriter:
         self._start = [0] * len(self.level_shapes)  # first z held in each buffer
         self._count = [0] * len(self.level_shapes)  # planes held in each buffer
         self._made_dirs: set[str] = set()
+        self._sums: dict[str, int] = {}  # chunk file (relative to the entry) -> checksum
         # (level index, first z, planes, slab) per full slab; None ends the writer thread
         self._queue: queue.Queue[tuple[int, int, int, np.ndarray] | None] = queue.Queue(
             maxsize=WRITE_QUEUE
@@ -159,9 +210,38 @@ class CacheWriter:
                 self._direct.append(_plain_layout(arr, chunks))
                 self._free.append([])
                 self._buffers.append(None)
+        except OSError as exc:
+            self.abort()
+            raise write_error(location, "creating the pyramid cache", exc) from exc
         except BaseException:
             self.abort()
             raise
+
+    def _make_location(self, location: os.PathLike[str]) -> None:
+        """``mkdir -p`` the location, remembering which folders were made here."""
+        missing = []
+        path = os.fspath(location)
+        while not os.path.isdir(path):
+            missing.append(path)
+            parent = os.path.dirname(path)
+            if parent == path:
+                break
+            path = parent
+        for folder in reversed(missing):
+            try:
+                os.mkdir(folder)
+            except FileExistsError:
+                continue
+            self._made.append(folder)
+
+    def _remove_made(self) -> None:
+        """Remove the folders this writer created, if they are empty (another build's are not)."""
+        for folder in reversed(self._made):
+            try:
+                os.rmdir(folder)
+            except OSError:
+                break
+        self._made = []
 
     def _slab(self, i: int) -> np.ndarray:
         """A slab buffer for level ``i`` that nobody else holds: handed back, or new.
@@ -259,7 +339,8 @@ class CacheWriter:
                 os.makedirs(parent, exist_ok=True)
                 self._made_dirs.add(parent)
             # one contiguous block of rows per plane: written as they are, no copy
-            _write_file(path, [buf[k, iy * cy : (iy + 1) * cy] for k in range(cz)])
+            crc = _write_file(path, [buf[k, iy * cy : (iy + 1) * cy] for k in range(cz)])
+            self._sums[os.path.relpath(path, self.tmp).replace(os.sep, "/")] = crc
 
     def drain(self) -> None:
         """Wait until every slab handed over so far is on disk; raises the writer's error."""
@@ -269,10 +350,8 @@ class CacheWriter:
 
     def _failure(self) -> CacheError:
         exc = self._error
-        where = self.cache.entry_path(self.key)
-        err = CacheError(f"{where}: writing the pyramid cache failed ({exc})")
-        err.__cause__ = exc
-        return err
+        assert exc is not None
+        return write_error(self.cache.location, "writing the pyramid cache", exc)
 
     def _stop_thread(self, discard: bool) -> None:
         """Let the writer thread finish (or, with ``discard``, skip) what is queued, then end it."""
@@ -316,7 +395,10 @@ class CacheWriter:
             if self._error is not None:
                 raise self._failure()
             self._buffers, self._free = [], []
-            self._write_manifest()
+            try:
+                self._write_manifest()
+            except OSError as exc:
+                raise write_error(self.cache.location, "writing the cache manifest", exc) from exc
             if self.before_rename is not None:
                 self.before_rename()
             levels = self._rename_into_place(replace)
@@ -340,7 +422,12 @@ class CacheWriter:
             "version": PYRAMID_VERSION,
             "zarr_format": ZARR_FORMAT,
             "created": time.time(),
+            "build": self.build_id,
+            **self.extra,
         }
+        sums = {"algorithm": CHECKSUM_ALGORITHM, "chunks": dict(sorted(self._sums.items()))}
+        with open(self.tmp / CHECKSUMS, "w") as f:  # read only by `ctstack cache verify`
+            json.dump(sums, f, separators=(",", ":"))
         part = self.tmp / (MANIFEST + ".part")
         with open(part, "w") as f:
             json.dump(manifest, f, indent=1)
@@ -348,22 +435,26 @@ class CacheWriter:
         os.unlink(self.tmp / TEMP_MARKER)  # the manifest marks it now; entries hold no marker
 
     def _rename_into_place(self, replace: bool) -> list[zarr.Array[Any]]:
+        """Rename the build into place. If an entry is there already: adopt it, unless it does
+        not open (corrupt) or ``replace`` and it is the one committed before we started; then
+        move it aside and try again. Returns the levels of whichever entry ends up in place."""
         final = self.cache.entry_path(self.key)
-        for _attempt in range(2):
+        for _attempt in range(COMMIT_ATTEMPTS):
             try:
                 os.rename(self.tmp, final)
             except OSError as exc:
                 if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
-                    raise CacheError(f"{final}: cannot commit the pyramid cache ({exc})") from exc
-                if replace:
-                    remove_tree(final)
-                    continue
-                theirs = self.cache.load(self.key)  # removes theirs if it is corrupt
-                if theirs is not None:
-                    self.won = False
+                    raise write_error(final, "committing the pyramid cache", exc) from exc
+                theirs_id = entry_identity(final)
+                if theirs_id is None:
+                    continue  # removed meanwhile: try again
+                theirs = self.cache._open_entry(final, self.key)
+                if theirs is not None and not (replace and theirs_id == self.replaces):
+                    self.won = False  # committed by another build (while we built): it wins
                     self.abort()
                     self._state = "committed"
                     return theirs
+                self._move_aside(final, theirs_id)
                 continue
             self.won = True
             self._state = "committed"
@@ -372,6 +463,29 @@ class CacheWriter:
                 raise CacheError(f"{final}: committed entry does not open")
             return levels
         raise CacheError(f"{final}: another build keeps taking this name")
+
+    def _move_aside(self, final: Any, identity: str) -> None:
+        """Remove the entry at ``final`` if it still is the commit ``identity``: renamed to a
+        trash name first; a different entry that slipped in between is put back."""
+        from pathlib import Path
+
+        final = Path(final)
+        if not is_owned(final):
+            raise CacheError(f"{final}: a folder that is not ctstack's holds this entry's name")
+        trash = final.with_name(private_name(TRASH_PREFIX))
+        try:
+            os.rename(final, trash)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise write_error(final, "replacing the pyramid cache entry", exc) from exc
+        if entry_identity(trash) != identity:  # another commit took the name meanwhile: it wins
+            try:
+                os.rename(trash, final)
+                return
+            except OSError:
+                pass  # yet another one is in place: this duplicate goes
+        remove_tree(trash)
 
     def _remove_older(self) -> None:
         """Drop this series' entries of stale sources, so the cache does not grow without bound."""
@@ -385,3 +499,5 @@ class CacheWriter:
         self._stop_thread(discard=True)  # before the removal: it must not recreate folders
         self._buffers, self._free = [], []
         remove_marked_last(self.tmp)  # a kill midway leaves a folder still marked as ours
+        if self.won is not True:
+            self._remove_made()

@@ -8,10 +8,14 @@ The 3D level is the stack's view-model field (``ctstack.viewmodel``); ``_sync.py
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from .. import windows
+from ..errors import CacheGone
 from ..pyramid import DEFAULT_MAX_SIZE
 
 if TYPE_CHECKING:
@@ -82,6 +86,73 @@ def _plain(value: Any) -> bool:
     )
 
 
+# --- levels whose cache entry may vanish while shown -------------------------------------------
+
+GoneHandler = Callable[["Stack", CacheGone], None]
+_gone_handlers: list[GoneHandler] = []  # the Qt side registers one (it reloads the layer)
+_gone_lock = threading.Lock()
+_gone_seen: set[tuple[int, str]] = set()  # (id(stack), entry) already reported
+
+
+def on_cache_gone(handler: GoneHandler) -> None:
+    """Call ``handler(stack, error)`` (from any thread) when a shown level's entry is gone."""
+    if handler not in _gone_handlers:
+        _gone_handlers.append(handler)
+
+
+def _report_gone(stack: Stack, exc: CacheGone) -> None:
+    key = (id(stack), str(exc.entry))
+    with _gone_lock:
+        if key in _gone_seen:
+            return
+        _gone_seen.add(key)
+    for handler in list(_gone_handlers):
+        handler(stack, exc)
+
+
+class GuardedLevel:
+    """A cached level as napari reads it: a ``CacheGone`` (the entry was cleaned or rebuilt by
+    another process) gives zeros for that one read and asks the face to reload the layer,
+    instead of raising inside napari's slicing."""
+
+    def __init__(self, stack: Stack, level: Any) -> None:
+        self.stack = stack
+        self.level = level
+        self.shape = tuple(level.shape)
+        self.dtype = level.dtype
+        self.ndim = len(self.shape)
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        try:
+            return np.asarray(self.level[index])
+        except CacheGone as exc:
+            _report_gone(self.stack, exc)
+            return np.zeros_like(np.empty(self.shape, self.dtype)[index])
+
+
+def guarded(stack: Stack, levels: Sequence[Any]) -> list[Any]:
+    """``levels`` with every level past 0 read through ``GuardedLevel`` (same dask chunks)."""
+    import secrets
+
+    import dask.array as da
+
+    with _gone_lock:  # fresh levels: a later loss of their entry is reported again
+        _gone_seen.difference_update({k for k in _gone_seen if k[0] == id(stack)})
+    out = [levels[0]]
+    for level in levels[1:]:
+        if isinstance(level, da.Array):
+            level = da.from_array(
+                GuardedLevel(stack, level),
+                chunks=level.chunks,
+                asarray=False,
+                fancy=False,
+                name=f"ctstack-guarded-{level.name}-{secrets.token_hex(4)}",
+                meta=np.empty((0,) * level.ndim, level.dtype),
+            )
+        out.append(level)
+    return out
+
+
 def layer_kwargs(stack: Stack, levels: Sequence[Any]) -> dict[str, Any]:
     """Image-layer kwargs for a Stack shown with ``levels`` (one level: plain, else multiscale)."""
     return {
@@ -101,6 +172,7 @@ def layer_kwargs(stack: Stack, levels: Sequence[Any]) -> dict[str, Any]:
 
 def layer_data(stack: Stack, levels: Sequence[Any]) -> tuple[Any, dict[str, Any], str]:
     """One napari LayerData tuple: the levels as data (a list when multiscale) plus kwargs."""
+    levels = guarded(stack, levels)
     data = list(levels) if len(levels) > 1 else levels[0]
     return (data, layer_kwargs(stack, levels), "image")
 
@@ -152,6 +224,9 @@ def replace_with_levels(viewer: ViewerModel, old: Image, levels: Sequence[Any]) 
     """
     from napari.layers import Image
 
+    stack = stack_of(old)
+    if stack is not None:
+        levels = guarded(stack, levels)
     state = {key: getattr(old, key) for key in LAYER_STATE if hasattr(old, key)}
     state["colormap"] = old.colormap  # the object, so custom colormaps survive
     step = tuple(viewer.dims.current_step)

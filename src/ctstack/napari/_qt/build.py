@@ -17,7 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 from qtpy.QtCore import QObject, QTimer, Signal
 
-from .._layer import apply_3d_level, max_size_setting, replace_with_levels, stack_of
+from .._layer import (
+    apply_3d_level,
+    max_size_setting,
+    on_cache_gone,
+    replace_with_levels,
+    stack_of,
+)
 from .._reader import opened, pyramid_cache_dir, pyramid_max_size, remember_max_size
 from .._sync import sync_viewer
 from ._common import report_failure
@@ -29,6 +35,7 @@ if TYPE_CHECKING:
 
     import napari
 
+    from ...errors import CacheGone
     from ...stack import Stack
 
 POLL_MS = 100
@@ -55,6 +62,15 @@ def open_viewers() -> list[napari.viewer.Viewer]:
     from napari import Viewer
 
     return list(getattr(Viewer, "_instances", ()))
+
+
+def _cache_gone(stack: Stack, exc: CacheGone) -> None:
+    """From any thread: hand a vanished cache entry to every controller (main thread)."""
+    for ctl in list(_CONTROLLERS.values()):
+        ctl.gone.emit(stack, exc)
+
+
+on_cache_gone(_cache_gone)
 
 
 def attach_when_added(stack: Stack) -> None:
@@ -93,6 +109,7 @@ class PyramidController(QObject):
 
     changed = Signal(object)  # the Stack whose build state changed (started/progress/finished)
     swapped = Signal(object)  # the new multiscale layer
+    gone = Signal(object, object)  # (Stack, CacheGone): a shown level's cache entry vanished
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__()
@@ -102,6 +119,7 @@ class PyramidController(QObject):
         self._timer = QTimer(self)
         self._timer.setInterval(POLL_MS)
         self._timer.timeout.connect(self._poll)
+        self.gone.connect(self._reload)
         sync_viewer(viewer)
 
     @property
@@ -116,8 +134,17 @@ class PyramidController(QObject):
     def job(self, stack: Stack) -> Job | None:
         return self.jobs.get(id(stack))
 
-    def build(self, layer: Image, rebuild: bool = False, max_size: int | None = None) -> Job | None:
-        """Start building the layer's pyramid in a worker thread (no-op if already building)."""
+    def build(
+        self,
+        layer: Image,
+        rebuild: bool = False,
+        max_size: int | None = None,
+        force: bool = False,
+    ) -> Job | None:
+        """Start building the layer's pyramid in a worker thread (no-op if already building).
+
+        ``force`` builds (or reuses a valid cache) even when the layer shows a pyramid already:
+        its cache entry vanished."""
         from napari.qt.threading import create_worker
 
         stack = stack_of(layer)
@@ -128,7 +155,7 @@ class PyramidController(QObject):
             return current
         shown = pyramid_max_size(stack)
         size = max_size or self.max_size or shown or max_size_setting()
-        if not rebuild and layer.multiscale and size == (shown or size):
+        if not (rebuild or force) and layer.multiscale and size == (shown or size):
             return None  # already showing its pyramid
         from ...pyramid import level_shapes
 
@@ -179,6 +206,37 @@ class PyramidController(QObject):
             job.cancel.set()
 
     # --- main-thread callbacks -----------------------------------------------------------
+
+    def _reload(self, stack: Stack, exc: CacheGone) -> None:
+        """A shown level's cache entry vanished (cleaned, or rebuilt by another process): show
+        the current entry, else rebuild, and say so."""
+        from napari.utils.notifications import show_info
+
+        from ...errors import CTStackError
+        from ...pyramid import cached_levels
+
+        viewer, layer = self._layer_of(stack)
+        if viewer is None or layer is None:
+            return
+        current = self.job(stack)
+        if current is not None and current.state == "building":
+            return  # a build is running: its result replaces the layer anyway
+        size = pyramid_max_size(stack) or self.max_size or max_size_setting()
+        what = (
+            f"{stack.name}: the pyramid cache in use ({exc.entry}) was removed by another process"
+        )
+        try:
+            levels = cached_levels(stack, max_size=size, cache_dir=pyramid_cache_dir(stack))
+        except CTStackError:
+            levels = None
+        if levels is not None and len(levels) > 1:
+            new = replace_with_levels(viewer, layer, levels)
+            apply_3d_level(new, viewer.dims.ndisplay)
+            self.swapped.emit(new)
+            show_info(f"{what}; reloaded from {stack.cache_location}")
+            return
+        show_info(f"{what}; rebuilding it")
+        self.build(layer, max_size=size, force=True)
 
     def _poll(self) -> None:
         for job in self.jobs.values():
