@@ -8,7 +8,8 @@ into its own git worktree under ``benchmarks/data/worktrees/`` and its Rust core
 case runs in a fresh process with ``PYTHONPATH`` set to that worktree's ``src``, in the order
 old, new, old, new, ...; the figures are medians and the verdict is the ratio new/old.
 
-Run: ``CTSTACK_BENCH_BASELINE=41ea6b8 python benchmarks/run.py commits``.
+Run: ``CTSTACK_BENCH_BASELINE=41ea6b8 python benchmarks/run.py commits``;
+``CTSTACK_BENCH_CASES=pyramid`` (or ``napari``) runs one case only.
 """
 
 from __future__ import annotations
@@ -173,20 +174,22 @@ def run(quick: bool) -> str:
             "`CTSTACK_BENCH_CANDIDATE=REV`, default HEAD) to compare two commits."
         )
     rounds = 2 if quick else 5
+    wanted = os.environ.get("CTSTACK_BENCH_CASES", ",".join(CASES)).split(",")
+    cases = {k: v for k, v in CASES.items() if k in wanted}
     stack = _harness.benchmark_stack(quick)
     trees = {"old": checkout(baseline), "new": checkout(candidate)}
     names = {k: f"{_git('rev-parse', '--short', 'HEAD', cwd=t)}" for k, t in trees.items()}
     results: dict[str, dict[str, list[float]]] = {"old": {}, "new": {}}
     with tempfile.TemporaryDirectory(prefix="ctstack-bench-commits-") as tmp:
         caches = {k: Path(tmp) / k for k in trees}  # cache formats differ between commits
-        for case in CASES:
+        for case in cases:
             for _ in range(rounds):
                 for which, tree in trees.items():
                     got = _worker(tree, case, stack, caches[which])
                     for key, value in got.items():
                         results[which].setdefault(key, []).append(float(value))
     rows, worst = [], 0.0
-    for metrics in CASES.values():
+    for metrics in cases.values():
         for key, label, unit in metrics:
             old = statistics.median(results["old"][key])
             new = statistics.median(results["new"][key])
