@@ -12,6 +12,7 @@ the mesh equals one marching cubes run over the whole region.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import struct
 import threading
@@ -248,6 +249,8 @@ def mesh(
     if threshold is None:
         raise UnsupportedExport("a mesh needs a threshold (the iso-value of the surface)")
     threshold = float(threshold)
+    if not math.isfinite(threshold):
+        raise UnsupportedExport(f"a mesh threshold must be a finite number, got {threshold}")
     if not isinstance(stack, Stack):
         stack = open_stack(stack)
     keep = out is None if keep is None else bool(keep)

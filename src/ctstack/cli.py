@@ -2,7 +2,9 @@
 
 Every sub-command module defines ``register(subparsers)``, which adds its parser and sets
 ``func(args) -> int``. Errors from the engine become one line on stderr and exit code 2;
-Ctrl-C exits with 130 after the sub-command has cleaned up.
+Ctrl-C exits with 130 after the sub-command has cleaned up. ``args.report`` is the command's
+reporter for a stack's notes (``open_stack(..., report=args.report)``): tidy ``warning:`` lines,
+at most ten, then one ``... and N more``; Python warnings go through it too.
 """
 
 from __future__ import annotations
@@ -39,10 +41,15 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    from ._cli.report import CliReporter
     from .errors import CTStackError
 
+    args.report = CliReporter()
     try:
-        return int(args.func(args) or 0)
+        if args.command == "demo":  # napari's own warnings stay napari's
+            return int(args.func(args) or 0)
+        with args.report.capture():
+            return int(args.func(args) or 0)
     except CTStackError as exc:
         print(f"ctstack {args.command}: error: {exc}", file=sys.stderr)
         return 2

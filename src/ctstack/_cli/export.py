@@ -9,14 +9,16 @@ Regions are level-0 z/y/x index ranges, half-open: --z 120:860 exports slices 12
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..pyramid import DEFAULT_MAX_SIZE
+from .jsonout import dumps
 from .progress import ProgressBar
+from .report import CliReporter
 
 if TYPE_CHECKING:
     from .._export.writing import ExportResult
@@ -72,8 +74,13 @@ def add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
-def quiet(message: str) -> None:
-    """The CLI's reporter for a stack's notes: silent (``ctstack info`` is where they show)."""
+def reporter(args: argparse.Namespace) -> Callable[[str], Any]:
+    """The command's reporter for a stack's notes (``ctstack.cli.main`` sets ``args.report``:
+    tidy ``warning:`` lines, a bounded number); a fresh one when ``run`` is called directly."""
+    found = getattr(args, "report", None)
+    if found is None:
+        found = args.report = CliReporter()
+    return cast("Callable[[str], Any]", found)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -128,12 +135,20 @@ def split_paths(args: argparse.Namespace) -> tuple[list[str], Path, bool]:
 def region_of(args: argparse.Namespace, stack: Stack) -> dict[str, Any]:
     """The region for one stack: --z/--y/--x if given, else the --roi choice (default full);
     with a --roi choice, ``"_selection"`` holds the ROI and its saved or automatic threshold."""
+    from .._export.regions import as_range
     from ..roi import resolve_selection
 
     if any(getattr(args, a) for a in "zyx"):
-        return {
-            a: slice(*parse_range(getattr(args, a))) if getattr(args, a) else None for a in "zyx"
-        }
+        region: dict[str, Any] = {}
+        for axis, size in zip("zyx", stack.shape, strict=True):
+            text = getattr(args, axis)
+            if text:  # the engine's rule, with the error quoting what was typed
+                start, stop = parse_range(text)
+                a, b = as_range(slice(start, stop), size, axis, given=f"--{axis} {text}")
+                region[axis] = slice(a, b)
+            else:
+                region[axis] = None
+        return region
     selection = resolve_selection(stack, args.roi or "full")
     roi = selection.roi
     if (roi.reason and roi.source != "full") or args.roi == "auto":
@@ -145,7 +160,7 @@ def open_for(args: argparse.Namespace, path: str) -> Stack:
     from .._export.planes import level_array
     from ..stack import open_stack
 
-    stack = open_stack(path, report=quiet)
+    stack = open_stack(path, report=reporter(args))
     if args.level > 0 and len(stack.levels) <= args.level:
         level_array(stack, args.level, ProgressBar("pyramid"))
     return stack
@@ -178,11 +193,11 @@ def run_batch_cli(
         overwrite=args.overwrite,
         on_event=on_event,
         cancel=threading.Event(),
-        report=quiet,
+        report=reporter(args),
         **options,
     )
     if args.json:
-        print(json.dumps([_item_json(i) for i in summary.items], indent=1))
+        print(dumps([_item_json(i) for i in summary.items], indent=1))
     else:
         print(summary.text())
     return 1 if summary.failed else 0
@@ -233,7 +248,7 @@ def run(args: argparse.Namespace) -> int:
     region.pop("_selection", None)
     plan = plan_export(stack, out, level=args.level, format=args.format, window=window, **region)
     if args.dry_run:
-        text = json.dumps(plan.to_dict(), indent=1) if args.json else f"{plan.summary()} -> {out}"
+        text = dumps(plan.to_dict(), indent=1) if args.json else f"{plan.summary()} -> {out}"
         print(text)
         return 0
     result = export(
@@ -246,5 +261,5 @@ def run(args: argparse.Namespace) -> int:
         **region,
         **options,
     )
-    print(json.dumps(result_json(result), indent=1) if args.json else result.summary())
+    print(dumps(result_json(result), indent=1) if args.json else result.summary())
     return 0

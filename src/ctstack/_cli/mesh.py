@@ -8,10 +8,10 @@ mesh type. Vertices are (x, y, z) in the stack's physical units, region origin i
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from .export import add_common, open_for, region_of, result_json, run_batch_cli, split_paths
+from .jsonout import dumps
 from .progress import ProgressBar
 
 
@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
 
         raise CTStackError(f"{out}: the mesh was not written")
     if args.json:
-        print(json.dumps(result_json(result), indent=1))
+        print(dumps(result_json(result), indent=1))
     else:
         ex = result.extra
         print(f"{result.summary()}: {ex['vertices']} vertices, {ex['faces']} faces")

@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import Cancelled
     from ..stack import open_stack
 
-    stack = open_stack(args.path, pattern=args.pattern)
+    stack = open_stack(args.path, pattern=args.pattern, report=args.report)
     nz, ny, nx = stack.shape
     print(f"{stack.name}: {nz} x {ny} x {nx} {stack.dtype} from {stack.root}")
     bar = ProgressBar("pyramid")

@@ -23,7 +23,7 @@ import numpy as np
 from .._types import AxisRange, Progress, StrPath
 from ..errors import LevelNotAvailable, NotEnoughSpace, OutputExists, UnsupportedExport
 from ..pyramid import DEFAULT_MAX_SIZE
-from .guard import check_prefix, check_target
+from .guard import check_parent, check_prefix, check_target
 from .planes import PlaneReader, check_window, iter_planes, out_dtype, resolve
 from .provenance import record
 from .regions import Region, make_region
@@ -130,8 +130,8 @@ def plan_export(
     A level the pyramid does not have yet is planned with the shapes a build with
     ``pyramid_max_size`` (default: the stack's pyramid settings, else the default) would
     give; ``built`` says so.
-    Raises what the export would raise for an unknown format, a bad region or window, or a
-    level that no build makes.
+    Raises what the export would raise for an unknown format, a bad region or window, an
+    ``out`` below a file, or a level that no build makes.
     """
     fmt = str(format).lower()
     if fmt not in FORMATS:
@@ -147,6 +147,7 @@ def plan_export(
             f"{len(shapes) - 1}"
         )
     region = make_region(stack, z, y, x, level, shapes[level])
+    check_parent(Path(out).expanduser())
     dtype = out_dtype(stack, check_window(window))
     if fmt in ("png", "bmp"):
         from .slices import check_dtype

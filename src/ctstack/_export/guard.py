@@ -139,6 +139,7 @@ def check_target(out: Path, overwrite: bool, stack: Stack, fmt: str) -> Path:
     """Refuse a target the stack owns, and an existing one unless it may be replaced."""
     out = Path(out).expanduser()
     Protected(stack).check(out)
+    check_parent(out)
     if os.path.lexists(out):
         if not overwrite:
             raise OutputExists(
@@ -146,6 +147,18 @@ def check_target(out: Path, overwrite: bool, stack: Stack, fmt: str) -> Path:
             )
         check_replaceable(out, fmt)
     return out
+
+
+def check_parent(out: Path) -> None:
+    """Refuse an ``out`` below something that is not a folder (``file.txt/out``): the nearest
+    existing ancestor must be a folder, since the missing ones are made there."""
+    for parent in Path(out).parents:  # nearest first
+        if not os.path.lexists(parent):
+            continue
+        if os.path.isdir(parent):
+            return
+        what = "a file, not a folder" if os.path.isfile(parent) else "not a folder"
+        raise ExportError(f"{out}: cannot write there: its parent {parent} is {what}")
 
 
 def check_replaceable(out: Path, fmt: str) -> None:

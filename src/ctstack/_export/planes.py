@@ -132,7 +132,9 @@ class PlaneReader:
         if self.region.level == 0:
             plane = self.stack.read_slice(z)[self.yx]
         else:
-            plane = np.asarray(self.array[(z, *self.yx)].compute())
+            # synchronous: this already runs on a read-ahead thread, and dask's threaded
+            # scheduler would leave a pool per calling thread behind (a slow leak in soaks)
+            plane = np.asarray(self.array[(z, *self.yx)].compute(scheduler="synchronous"))
         if self.window is not None:
             return apply_window(plane, self.window)
         return np.ascontiguousarray(plane, dtype=self.stack.dtype)

@@ -8,6 +8,7 @@ World coordinates put voxel ``i`` of level k at the centre of the level-0 voxels
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -20,26 +21,45 @@ if TYPE_CHECKING:
 Range = tuple[int, int]
 
 
-def as_range(value: Any, size: int, axis: str) -> Range:
-    """A half-open ``(start, stop)`` within ``[0, size)`` from a slice, a pair or None."""
+def as_range(value: Any, size: int, axis: str, given: str | None = None) -> Range:
+    """A half-open ``(start, stop)`` within ``[0, size)`` from a slice, a pair or None.
+
+    One rule for the API and the CLI: a range that reaches outside ``0:size`` (a negative index
+    included: it does not count from the end) or is empty is refused, never clipped. The error
+    quotes ``given`` (what the user typed, e.g. ``--z 5:900``), else the value as given.
+    """
     if value is None:
         return (0, size)
     if isinstance(value, slice):
         if value.step not in (None, 1):
             raise UnsupportedExport(f"region {axis}: a step ({value.step}) is not supported")
-        start, stop, _ = value.indices(size)
+        try:
+            start = 0 if value.start is None else operator.index(value.start)
+            stop = size if value.stop is None else operator.index(value.stop)
+        except TypeError as exc:
+            raise UnsupportedExport(f"region {axis}: slice bounds must be integers") from exc
+        typed = f"{_bound(value.start)}:{_bound(value.stop)}"
     else:
         try:
             start, stop = (int(v) for v in value)
         except (TypeError, ValueError) as exc:
             raise UnsupportedExport(f"region {axis}: expected a slice or (start, stop)") from exc
-        if start < 0 or stop > size:
-            raise UnsupportedExport(
-                f"region {axis}={start}:{stop} lies outside the stack (0:{size})"
-            )
+        typed = f"{start}:{stop}"
+    what = given or f"region {axis}={typed}"
+    if start < 0 or stop < 0:
+        raise UnsupportedExport(
+            f"{what} lies outside the stack ({axis} is 0:{size}; indices count from 0, a "
+            "negative one does not count from the end)"
+        )
+    if stop > size or start > size:
+        raise UnsupportedExport(f"{what} lies outside the stack ({axis} is 0:{size})")
     if stop <= start:
-        raise UnsupportedExport(f"region {axis}={start}:{stop} is empty (stack is 0:{size})")
+        raise UnsupportedExport(f"{what} is empty (the stack's {axis} is 0:{size})")
     return (start, stop)
+
+
+def _bound(value: Any) -> str:
+    return "" if value is None else str(value)
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from ..errors import UnsupportedExport
 from .guard import staged_file
 from .provenance import PROVENANCE_TAG, imagej_metadata, ome_metadata
 from .regions import Region
+from .writing import named
 
 if TYPE_CHECKING:
     from ..stack import Stack
@@ -115,10 +116,14 @@ class SliceWriter:
 
     def write(self, i: int, plane: np.ndarray) -> Path:
         path = staged_file(self.folder, self.name(i))
-        if self.fmt == "tiff":
-            self._tiff(path, i, plane)
-        else:
-            self._pillow(path, i, plane)
+        try:
+            if self.fmt == "tiff":
+                self._tiff(path, i, plane)
+            else:
+                self._pillow(path, i, plane)
+        except OSError as exc:  # a short write names no file: name the slice being written
+            named(exc, path)
+            raise
         return path
 
     def _meta(self, i: int) -> str:

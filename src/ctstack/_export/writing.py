@@ -78,26 +78,51 @@ def check_space(folder: Path, need: int) -> None:
 
 
 def remove(path: Path) -> None:
-    """Remove a file or folder tree, ignoring what is already gone."""
+    """Remove a file or folder tree, ignoring what is already gone (or never could exist)."""
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
     else:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
             path.unlink()
 
 
-def describe_oserror(exc: OSError, out: Path) -> ExportError:
-    """An ExportError naming the file and the cause (disk full, permission denied, ...)."""
-    where = exc.filename or out
+def describe_oserror(exc: OSError, out: Path, staged: Path | None = None) -> ExportError:
+    """An ExportError naming the file and the cause (disk full, permission denied, ...).
+
+    A file inside the staging name ``staged`` is named as it would be in ``out``."""
+    where = _final_name(exc.filename, out, staged) if exc.filename else out
+    text = " ".join(str(a) for a in exc.args)  # str(exc) would add the file name
     if exc.errno == errno.ENOSPC:
         why = "disk full"
-    elif exc.errno is None and re.search(r"\d+ requested and \d+ written", str(exc)):
+    elif exc.errno is None and re.search(r"\d+ requested and \d+ written", text):
         why = "disk full (a write was cut short)"  # numpy's tofile, used by tifffile
+    elif exc.errno in (errno.ENOTDIR, errno.EEXIST) and where != out:
+        why = "a parent of it is a file, not a folder"
     elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         why = "permission denied" if exc.errno != errno.EROFS else "read-only file system"
     else:
-        why = exc.strerror or str(exc)
+        why = exc.strerror or text
     return ExportError(f"{out}: {why} while writing {where}; the partial output was removed")
+
+
+def _final_name(filename: Any, out: Path, staged: Path | None) -> Path:
+    """``filename`` with the staging name ``staged`` (a prefix of it) replaced by ``out``."""
+    name = os.fsdecode(filename)
+    if staged is not None:
+        tmp = os.fspath(staged)
+        if name == tmp or name.startswith(tmp + os.sep):
+            return Path(os.fspath(out) + name[len(tmp) :])
+        if name.startswith(tmp):  # a side file of a staged file (the PLY writer's parts)
+            return Path(os.fspath(out))
+    return Path(name)
+
+
+def named(exc: OSError, path: Path) -> OSError:
+    """``exc`` carrying ``path`` as its file name when it has none (numpy's and tifffile's
+    short-write errors name no file)."""
+    if exc.filename is None:
+        exc.filename = os.fspath(path)
+    return exc
 
 
 def _host() -> str:
@@ -154,7 +179,7 @@ class Staging:
                 write_marker(self.tmp, {**(self.prov or {}), "format": self.fmt})
         except OSError as exc:
             remove(self.tmp)
-            raise describe_oserror(exc, self.out) from exc
+            raise describe_oserror(exc, self.out, self.tmp) from exc
         return self
 
     def sweep(self) -> int:
@@ -193,7 +218,7 @@ class Staging:
         if not self.committed:
             remove(self.tmp)
         if isinstance(exc, OSError) and not isinstance(exc, CTStackError):
-            raise describe_oserror(exc, self.out) from exc
+            raise describe_oserror(exc, self.out, self.tmp) from exc
         return False
 
     def commit(self) -> None:
