@@ -8,8 +8,6 @@ import errno
 import json
 import os
 import shutil
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -22,6 +20,7 @@ from ctstack import errors
 from ctstack.cache import PyramidCache, clean_location
 from ctstack.cache import writer as W
 from ctstack.pyramid import cached_levels
+from tests.private_mount import needs_private_mount, read_only, run_child, tmpfs
 
 from .test_cache import LEVELS, key_of, make_stack, private_user_cache, reference, write_all
 from .test_pyramid import make_stack_folder, reference_pyramid
@@ -248,24 +247,13 @@ REAL_FULL = textwrap.dedent(
 )
 
 
-@pytest.mark.skipif(
-    os.geteuid() != 0 or shutil.which("unshare") is None,
-    reason="a private tmpfs needs root and unshare(1)",
-)
+@needs_private_mount
 @pytest.mark.parametrize("fill", ["full", "fills up"])
 def test_real_full_disk_during_a_build_leaves_nothing(tmp_path, fill):
     folder, _volume = make_stack_folder(tmp_path, shape=(40, 512, 512))  # levels: ~2.6 MB
     disk = tmp_path / "disk"
     disk.mkdir()
-    script = tmp_path / "child.py"
-    script.write_text(REAL_FULL)
-    cmd = (
-        f"mount -t tmpfs -o size=1m tmpfs {disk} && "
-        f"{sys.executable} {script} {folder} {disk} {fill}"
-    )
-    proc = subprocess.run(
-        ["unshare", "-m", "sh", "-c", cmd], capture_output=True, text=True, timeout=300
-    )
+    proc = run_child(tmp_path, tmpfs(disk, "1m"), REAL_FULL, folder, disk, fill)
     assert proc.returncode == 0, proc.stderr
     message, listing = json.loads(proc.stdout.strip().splitlines()[-1])
     assert "disk full" in message and str(disk / "c") in message, message
@@ -367,22 +355,11 @@ REAL_READ_ONLY = textwrap.dedent(
 )
 
 
-@pytest.mark.skipif(
-    os.geteuid() != 0 or shutil.which("unshare") is None,
-    reason="a read-only bind mount needs root and unshare(1)",
-)
+@needs_private_mount
 def test_clean_of_a_really_read_only_location(tmp_path):
     shared = tmp_path / "shared"
     first, second = _two_cached_stacks(tmp_path, shared)
-    script = tmp_path / "child.py"
-    script.write_text(REAL_READ_ONLY)
-    cmd = (
-        f"mount --bind {first} {first} && mount -o remount,bind,ro {first} && "
-        f"{sys.executable} {script} {shared}"
-    )
-    proc = subprocess.run(
-        ["unshare", "-m", "sh", "-c", cmd], capture_output=True, text=True, timeout=120
-    )
+    proc = run_child(tmp_path, read_only(first), REAL_READ_ONLY, shared, timeout=120)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.count("\n") == 1 and str(first) in proc.stderr, proc.stderr
     assert list(first.glob("*.pyramid")) and not second.exists()

@@ -8,9 +8,6 @@ import json
 import math
 import os
 import re
-import shutil
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -23,6 +20,7 @@ import ctstack.stack
 from ctstack._export.regions import make_region
 from ctstack.cli import main
 from ctstack.errors import ExportError, UnsupportedExport
+from tests.private_mount import needs_private_mount, run_child, tmpfs
 from tests.test_export_reference import make_volume, write_slices
 
 NZ = 10
@@ -204,22 +202,14 @@ REAL_DISK_FULL = textwrap.dedent(
 )
 
 
-@pytest.mark.skipif(
-    os.geteuid() != 0 or shutil.which("unshare") is None,
-    reason="a private tmpfs needs root and unshare(1)",
-)
+@needs_private_mount
 def test_real_full_disk_names_the_file_being_written(tmp_path):
     folder = tmp_path / "src"
     rng = np.random.default_rng(1)
     write_slices(folder, rng.integers(0, 60000, (24, 300, 300), dtype=np.uint16))  # 4.3 MB
     disk = tmp_path / "disk"
     disk.mkdir()
-    script = tmp_path / "child.py"
-    script.write_text(REAL_DISK_FULL)
-    cmd = f"mount -t tmpfs -o size=1m tmpfs {disk} && {sys.executable} {script} {folder} {disk}"
-    proc = subprocess.run(
-        ["unshare", "-m", "sh", "-c", cmd], capture_output=True, text=True, timeout=300
-    )
+    proc = run_child(tmp_path, tmpfs(disk, "1m"), REAL_DISK_FULL, folder, disk)
     assert proc.returncode == 0, proc.stderr
     found = json.loads(proc.stdout.strip().splitlines()[-1])
     for fmt, (message, out) in found.items():

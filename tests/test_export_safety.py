@@ -22,6 +22,7 @@ import ctstack
 from ctstack._export import guard, ome_zarr
 from ctstack.cli import main
 from ctstack.errors import ExportError, OutputExists
+from tests.private_mount import needs_private_mount, run_child, tmpfs
 from tests.test_export_reference import leftovers, make_volume, snapshot, write_slices
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -274,10 +275,7 @@ REAL_DISK_FULL = textwrap.dedent(
 )
 
 
-@pytest.mark.skipif(
-    os.geteuid() != 0 or shutil.which("unshare") is None,
-    reason="a private tmpfs needs root and unshare(1)",
-)
+@needs_private_mount
 @pytest.mark.parametrize("fmt", ["ome-zarr", "tiff", "tiff-stack"])
 def test_real_full_disk_leaves_nothing(tmp_path, fmt):
     """A 6 MiB tmpfs in a private mount namespace fills mid-export, several times over.
@@ -288,15 +286,7 @@ def test_real_full_disk_leaves_nothing(tmp_path, fmt):
     write_slices(folder, make_volume((24, 600, 600), "uint16", 9))  # 17 MB, incompressible
     disk = tmp_path / "disk"
     disk.mkdir()
-    script = tmp_path / "child.py"
-    script.write_text(REAL_DISK_FULL)
-    cmd = (
-        f"mount -t tmpfs -o size=6m tmpfs {disk} && "
-        f"{sys.executable} {script} {folder} {disk} {fmt} 4"
-    )
-    proc = subprocess.run(
-        ["unshare", "-m", "sh", "-c", cmd], capture_output=True, text=True, timeout=300
-    )
+    proc = run_child(tmp_path, tmpfs(disk, "6m"), REAL_DISK_FULL, folder, disk, fmt, 4)
     assert proc.returncode == 0, proc.stderr
     rounds = json.loads(proc.stdout.strip().splitlines()[-1])
     for message, listing in rounds:

@@ -138,6 +138,7 @@ class Pyramid:
     settings: PyramidSettings
     built: bool = False
     location: Path | None = None
+    stores: tuple[Any, ...] = ()  # the read-only zarr arrays behind levels 1..n, when cached
 
     @property
     def reused(self) -> bool:
@@ -192,7 +193,9 @@ def load_pyramid(
     if found is None:
         return None
     entry, arrays = found
-    return Pyramid(_levels(stack, arrays), settings, built=False, location=entry.parent)
+    return Pyramid(
+        _levels(stack, arrays), settings, built=False, location=entry.parent, stores=tuple(arrays)
+    )
 
 
 def halved_shape(shape: tuple[int, int, int], level: int) -> tuple[int, int, int]:
@@ -290,7 +293,9 @@ def make_pyramid(
         )
         writer.extra["bad"] = bad_record(stack.sources(), [b.path for b in stack.bad_slices])
         arrays = writer.commit(replace=replace)
-    return Pyramid(_levels(stack, arrays), settings, built=True, location=cache.location)
+    return Pyramid(
+        _levels(stack, arrays), settings, built=True, location=cache.location, stores=tuple(arrays)
+    )
 
 
 def cached_levels(
