@@ -9,7 +9,8 @@ case runs in a fresh process with ``PYTHONPATH`` set to that worktree's ``src``,
 old, new, old, new, ...; the figures are medians and the verdict is the ratio new/old.
 
 Run: ``CTSTACK_BENCH_BASELINE=41ea6b8 python benchmarks/run.py commits``;
-``CTSTACK_BENCH_CASES=pyramid`` (or ``napari``) runs one case only.
+``CTSTACK_BENCH_CASES=pyramid`` (or ``napari``) runs one case only; ``CTSTACK_BENCH_ROUNDS``
+sets the rounds (default 5).
 """
 
 from __future__ import annotations
@@ -173,7 +174,7 @@ def run(quick: bool) -> str:
             "### commits\n\nskipped: set `CTSTACK_BENCH_BASELINE=REV` (and optionally "
             "`CTSTACK_BENCH_CANDIDATE=REV`, default HEAD) to compare two commits."
         )
-    rounds = 2 if quick else 5
+    rounds = int(os.environ.get("CTSTACK_BENCH_ROUNDS", 2 if quick else 5))
     wanted = os.environ.get("CTSTACK_BENCH_CASES", ",".join(CASES)).split(",")
     cases = {k: v for k, v in CASES.items() if k in wanted}
     stack = _harness.benchmark_stack(quick)
