@@ -56,11 +56,17 @@ def huge_tiff(path: Path, width=200_000, height=200_000) -> None:
         (277, 3, 1, 1),
         (279, 4, 1, 16),
     ]
+    header_tiff(path, entries, payload=16)
+
+
+def header_tiff(path: Path, entries: list[tuple[int, int, int, int]], payload: int) -> None:
+    """A little-endian classic TIFF: 8-byte header, ``payload`` zero bytes (strip data starts
+    at offset 8), then one IFD of ``(tag, type, count, value)`` entries."""
     ifd = struct.pack("<H", len(entries))
     for code, typ, count, value in entries:
         ifd += struct.pack("<HHII", code, typ, count, value)
     ifd += struct.pack("<I", 0)
-    path.write_bytes(b"II*\x00" + struct.pack("<I", 24) + bytes(16) + ifd)
+    path.write_bytes(b"II*\x00" + struct.pack("<I", 8 + payload) + bytes(payload) + ifd)
 
 
 def test_missing_path(tmp_path):

@@ -14,6 +14,7 @@ import tifffile
 import ctstack
 from ctstack import open_stack
 from ctstack.errors import CTStackError, ImageTooLarge, UnreadableSlice
+from tests.test_bad_input import header_tiff
 
 
 def quiet_open(path, **kw):
@@ -208,11 +209,7 @@ def claiming_tiff(path: Path, width: int, height: int, compression: int = 1) -> 
         (278, 4, 1, height),
         (279, 4, 1, 160),
     ]
-    ifd = struct.pack("<H", len(entries))
-    for code, typ, count, value in entries:
-        ifd += struct.pack("<HHII", code, typ, count, value)
-    ifd += struct.pack("<I", 0)
-    path.write_bytes(b"II*\x00" + struct.pack("<I", 168) + bytes(160) + ifd)
+    header_tiff(path, entries, payload=160)
 
 
 def test_a_288_byte_tiff_claiming_46000_squared_is_refused_at_open(tmp_path):
