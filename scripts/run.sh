@@ -14,6 +14,7 @@ APT_PACKAGES=(
     xvfb xauth libxcb-icccm4 libxcb-keysyms1 libgl1 libegl1 libglx-mesa0 libgl1-mesa-dri
     libfontconfig1 libdbus-1-3 libglib2.0-0 libx11-xcb1 libxkbcommon-x11-0 libxcb-cursor0
     libxcb-image0 libxcb-randr0 libxcb-render-util0 libxcb-shape0 libxcb-xinerama0 libxcb-xkb1
+    chromium  # the Jupyter viewer's browser tests (tests/browser): Playwright drives this one
 )
 
 say() { printf '\n== %s\n' "$*"; }
@@ -31,7 +32,7 @@ setup_system() {
             "${missing[@]}" >/dev/null
     else
         echo "note: missing system packages (${missing[*]}); install them with apt-get as root" \
-             "for the napari GUI and its tests" >&2
+             "for the napari GUI and its tests, and for the Jupyter viewer's browser tests" >&2
     fi
 }
 
@@ -131,10 +132,10 @@ run_tests() {
     say "Rust unit tests"
     (cd rust && LD_LIBRARY_PATH="$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" cargo test --release -q)
     check_release
-    say "engine tests on the numpy fallback (CTSTACK_NO_RUST=1; the soak and packaging run once, below)"
+    say "engine tests on the numpy fallback (CTSTACK_NO_RUST=1; soak, packaging, browser and cluster run once, below)"
     CTSTACK_NO_RUST=1 .venv/bin/python -m pytest -q -p no:xvfb -o addopts="" --timeout 600 \
         --ignore=tests/napari --ignore=tests/test_notebooks.py --ignore=tests/test_packaging.py \
-        --ignore=tests/test_soak.py
+        --ignore=tests/test_soak.py --ignore=tests/browser --ignore=tests/cluster
     say "all Python tests, napari GUI tests under Xvfb (the Rust backend is required)"
     unset QT_QPA_PLATFORM
     CTSTACK_REQUIRE_RUST=1 .venv/bin/python -m pytest -q "$@"

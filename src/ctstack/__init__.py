@@ -30,6 +30,7 @@ _LAZY = {
     "suggest_roi": "ctstack.roi",
     "model_for": "ctstack.viewmodel",
     "ViewModel": "ctstack.viewmodel",
+    "view": "ctstack.jupyter",  # needs the jupyter extra (anywidget)
 }
 
 __all__ = ["__version__", "backend", "downsample", *_LAZY]

@@ -1,0 +1,111 @@
+"""Two-way binding between the viewer's traitlets and the shared ViewModel.
+
+Model events set the traitlet; a traitlet change (from Python or the browser) sets the model.
+A guard per field stops the echo, so each change crosses once. A value the model refuses
+(an HU preset on non-HU data, a bad window) puts the traitlet back to the model's value; from
+Python the error is raised, from the browser it becomes the viewer's ``warning`` (cleared by
+the next accepted change).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import weakref
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from ..errors import CTStackError
+
+if TYPE_CHECKING:
+    from ..viewmodel import ViewModel
+
+FIELDS = ("crosshair", "window", "window_preset", "colormap", "layout")
+
+
+def to_trait(name: str, value: Any) -> Any:
+    """A model value as its traitlet holds it (tuples become lists)."""
+    if name in ("crosshair", "window"):
+        return list(value)
+    return value
+
+
+class ModelBinding:
+    """Keeps ``widget.<field>`` and ``model.<field>`` equal for every field in FIELDS."""
+
+    def __init__(
+        self,
+        widget: Any,
+        model: ViewModel,
+        from_browser: Callable[[Any], bool],
+        on_refused: Callable[[Any, str, str | None], None],
+    ) -> None:
+        """``from_browser(widget)`` tells whether a change comes from the browser;
+        ``on_refused(widget, field, message)`` hears a refusal (message None: an accepted
+        change). Both take the widget, so nothing here holds it: the model outlives it."""
+        self._widget = weakref.ref(widget)
+        self.model = model
+        self._from_browser = from_browser
+        self._on_refused = on_refused
+        self._busy: set[str] = set()
+        self._slots: list[tuple[Any, Callable[[Any], None]]] = []
+        for name in FIELDS:
+            slot = self._model_slot(name)
+            signal = getattr(model.events, name)
+            signal.connect(slot)
+            self._slots.append((signal, slot))
+        widget.observe(self._on_trait, names=list(FIELDS))
+
+    @property
+    def widget(self) -> Any:
+        return self._widget()
+
+    def close(self) -> None:
+        """Stop listening to the model (it outlives the widget) and to the widget."""
+        for signal, slot in self._slots:
+            signal.disconnect(slot)
+        self._slots.clear()
+        widget = self.widget
+        if widget is not None:
+            with contextlib.suppress(ValueError):
+                widget.unobserve(self._on_trait, names=list(FIELDS))
+
+    @contextlib.contextmanager
+    def _guard(self, name: str) -> Iterator[None]:
+        self._busy.add(name)
+        try:
+            yield
+        finally:
+            self._busy.discard(name)
+
+    def _model_slot(self, name: str) -> Callable[[Any], None]:
+        def slot(value: Any) -> None:
+            self._push(name, value)
+
+        return slot
+
+    def _push(self, name: str, value: Any) -> None:
+        """Model -> traitlet (guarded, so the traitlet's observer does not echo it back)."""
+        widget = self.widget
+        if widget is not None:
+            with self._guard(name):
+                setattr(widget, name, to_trait(name, value))
+
+    def _on_trait(self, change: dict[str, Any]) -> None:
+        """Traitlet -> model; a refused value puts the traitlet back."""
+        name = change["name"]
+        widget = self.widget
+        if name in self._busy or widget is None:
+            return
+        browser = self._from_browser(widget)
+        try:
+            with self._guard(name):
+                setattr(self.model, name, change["new"])
+        except CTStackError as exc:
+            self._push(name, getattr(self.model, name))
+            self._on_refused(widget, name, str(exc))
+            if not browser:
+                raise
+            return
+        # the model may have adjusted the value (clamped crosshair, widened window)
+        self._push(name, getattr(self.model, name))
+        self._on_refused(widget, name, None)
