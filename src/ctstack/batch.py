@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._export.writing import ExportResult, human_bytes
-from .errors import Cancelled, CTStackError
+from .errors import Cancelled, CTStackError, InvalidArgument
 
 if TYPE_CHECKING:
     from ._export import ExportPlan
@@ -130,13 +130,28 @@ def output_name(path: Path, fmt: str) -> str:
     return name_for(Path(path).name, fmt)
 
 
+def stack_window(
+    stack: Stack, window: tuple[float, float] | str | None
+) -> tuple[float, float] | None:
+    """One stack's export window: a preset name resolves through ``ctstack.windows`` (its
+    percentiles come from this stack's own coarsest level), naming the stack when it cannot."""
+    if not isinstance(window, str):
+        return window
+    from .windows import resolve_window
+
+    try:
+        return resolve_window(stack, window)[0]
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"{stack.path}: {exc}") from exc
+
+
 def run_batch(
     paths: Iterable[str | Path],
     out_dir: str | Path,
     format: str = "tiff",
     roi: RoiChoice | Callable[[Stack], RoiChoice] = "saved",
     level: int = 0,
-    window: tuple[float, float] | None = None,
+    window: tuple[float, float] | str | None = None,
     overwrite: bool = False,
     threshold: float | None = None,
     invert: bool = False,
@@ -148,7 +163,9 @@ def run_batch(
     """Export every stack of ``paths`` (see ``find_stacks``) into ``out_dir``.
 
     ``roi``: "saved" (the stack's saved ROI, else the full volume), "auto" (``suggest``),
-    "full", or a callable ``stack -> ROI`` (or ``-> Selection``). ``format``: an export format,
+    "full", or a callable ``stack -> ROI`` (or ``-> Selection``). ``window``: ``(low, high)``
+    or a preset name of ``ctstack.windows``, worked out per stack (a Hounsfield preset fails
+    on a stack that is not HU, and only that stack). ``format``: an export format,
     or "stl"/"ply"/"obj" for meshes (threshold: the one given, else the saved or automatic
     one that came with the ROI). Other ``options`` go to ``ctstack.export``. ``report`` hears
     each stack's notes (``open_stack(report=)``). A set ``cancel`` stops the batch (Cancelled)
@@ -210,8 +227,9 @@ def run_batch(
                 if result is None:  # not reached: a mesh written to a file has a result
                     raise CTStackError(f"{path}: the mesh was not written")
             else:
+                win = stack_window(stack, window)
                 item.plan = plan_export(
-                    stack, item.out, zs, ys, xs, level=level, format=format, window=window
+                    stack, item.out, zs, ys, xs, level=level, format=format, window=win
                 )
                 emit(
                     BatchEvent(
@@ -224,7 +242,7 @@ def run_batch(
                     level=level,
                     format=format,
                     overwrite=overwrite,
-                    window=window,
+                    window=win,
                     progress=progress,
                     cancel=cancel,
                     z=zs,

@@ -39,16 +39,36 @@ def parse_range(text: str) -> tuple[int | None, int | None]:
         raise InvalidArgument(f"a range is A:B with integers, got {text!r}") from exc
 
 
-def parse_window(text: str | None) -> tuple[float, float] | None:
+def parse_window(text: str | None) -> tuple[float, float] | str | None:
+    """``--window``: ``LOW:HIGH`` as two floats, or a preset name of ``ctstack.windows``."""
     from ..errors import InvalidArgument
+    from ..windows import preset
 
     if text is None:
         return None
+    if ":" not in text:
+        return preset(text).name  # an unknown name lists the presets
     try:
         a, b = text.split(":")
         return (float(a), float(b))
     except ValueError as exc:
-        raise InvalidArgument(f"--window is LOW:HIGH, got {text!r}") from exc
+        raise InvalidArgument(f"--window is LOW:HIGH or a preset name, got {text!r}") from exc
+
+
+def window_of(
+    value: tuple[float, float] | str | None, stack: Stack, path: str
+) -> tuple[float, float] | None:
+    """The window of one stack: a preset resolves through the engine's table (percentiles of
+    a small sample; a Hounsfield preset on data that is not HU fails, naming the file)."""
+    from ..errors import InvalidArgument
+    from ..windows import resolve_window
+
+    if not isinstance(value, str):
+        return value
+    try:
+        return resolve_window(stack, value)[0]
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"{path}: {exc}") from exc
 
 
 def add_common(parser: argparse.ArgumentParser) -> None:
@@ -94,8 +114,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--format", "-f", choices=FORMATS, default="tiff")
     parser.add_argument(
         "--window",
-        metavar="LOW:HIGH",
-        help="write 8-bit scaled from this window (use --window=-1000:3000)",
+        metavar="LOW:HIGH|PRESET",
+        help="write 8-bit scaled from this window (use --window=-1000:3000) or a preset: "
+        "0.5-99.5, 1-99, min-max (percentiles of the stack), bone, soft-tissue, lung, "
+        "brain (Hounsfield: DICOM CT only)",
     )
     parser.add_argument("--prefix", help="file name prefix for slice folders (default: source)")
     parser.add_argument(
@@ -111,10 +133,24 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="OME-Zarr: add levels until the largest axis is at most this",
     )
     parser.add_argument(
+        "--compression",
+        choices=("none", "lz4", "zstd"),
+        default="lz4",
+        help="OME-Zarr chunks: blosc-lz4 (default, fast), blosc-zstd (smaller, slower) or none",
+    )
+    parser.add_argument(
+        "--shard",
+        action="store_true",
+        help="OME-Zarr: gather chunks into zarr v3 shards (fewer files; needs --ngff 0.5)",
+    )
+    parser.add_argument(
         "--dry-run",
         action="store_true",
         help="print what would be written (one stack) and write nothing",
     )
+    from .._cluster.connect import cluster_arguments
+
+    cluster_arguments(parser, "OUT")  # --scheduler / --workers: region tasks on a cluster
     parser.set_defaults(func=run)
 
 
@@ -161,8 +197,9 @@ def open_for(args: argparse.Namespace, path: str) -> Stack:
     from ..stack import open_stack
 
     stack = open_stack(path, report=reporter(args))
-    if args.level > 0 and len(stack.levels) <= args.level:
-        level_array(stack, args.level, ProgressBar("pyramid"))
+    on_cluster = getattr(args, "scheduler", None) or getattr(args, "workers", None)
+    if args.level > 0 and len(stack.levels) <= args.level and not on_cluster:
+        level_array(stack, args.level, ProgressBar("pyramid"))  # else built on the cluster
     return stack
 
 
@@ -238,12 +275,17 @@ def run(args: argparse.Namespace) -> int:
         "prefix": args.prefix,
         "ngff_version": args.ngff,
         "max_size": args.max_size,
+        "compression": args.compression,
+        "shard": args.shard,
     }
     if batch:
+        if args.scheduler or args.workers:
+            raise InvalidArgument("--scheduler/--workers export one stack; a batch runs here")
         if args.dry_run:
             raise InvalidArgument("--dry-run plans one stack; give one PATH and OUT")
         return run_batch_cli(args, inputs, out, args.format, **options)
     stack = open_for(args, inputs[0])
+    window = options["window"] = window_of(window, stack, inputs[0])
     region = region_of(args, stack)
     region.pop("_selection", None)
     plan = plan_export(stack, out, level=args.level, format=args.format, window=window, **region)
@@ -251,15 +293,19 @@ def run(args: argparse.Namespace) -> int:
         text = dumps(plan.to_dict(), indent=1) if args.json else f"{plan.summary()} -> {out}"
         print(text)
         return 0
-    result = export(
-        stack,
-        out,
-        level=args.level,
-        format=args.format,
-        overwrite=args.overwrite,
-        progress=ProgressBar("export"),
-        **region,
-        **options,
-    )
+    from .._cluster.connect import cluster_client
+
+    with cluster_client(args.scheduler, args.workers) as client:
+        result = export(
+            stack,
+            out,
+            level=args.level,
+            format=args.format,
+            overwrite=args.overwrite,
+            progress=ProgressBar("export"),
+            client=client,
+            **region,
+            **options,
+        )
     print(dumps(result_json(result), indent=1) if args.json else result.summary())
     return 0

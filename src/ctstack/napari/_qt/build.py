@@ -26,6 +26,7 @@ from .._layer import (
 )
 from .._reader import opened, pyramid_cache_dir, pyramid_max_size, remember_max_size
 from .._sync import sync_viewer
+from .._window import enable_window_drag
 from ._common import report_failure
 
 if TYPE_CHECKING:
@@ -74,13 +75,15 @@ on_cache_gone(_cache_gone)
 
 
 def attach_when_added(stack: Stack) -> None:
-    """After the event loop adds this stack's layer to a viewer, start its build there."""
+    """After the event loop adds this stack's layer to a viewer, start its build there and
+    give that viewer window/level by mouse drag."""
 
     def attach() -> None:
         for viewer in open_viewers():
             for layer in viewer.layers:
                 if stack_of(layer) is stack:
                     controller_for(viewer).build(layer)
+                    enable_window_drag(viewer)  # Control + drag and Shift-W, panel or not
                     return
 
     QTimer.singleShot(0, attach)

@@ -1,14 +1,16 @@
-"""The Stack panel: what was opened, its voxel size, other series, the pyramid and 3D detail.
+"""The Stack panel: what was opened, its voxel size, other series, the pyramid and 3D detail,
+the window (presets and drag) and the ruler.
 
-A thin face over the Stack, its view model (the 3D level) and the build controller: every
-action calls the engine or the Qt-free model (``_layer.py``); the panel follows the active
-plugin layer.
+A thin face over the Stack, its view model (3D level, window) and the build controller: every
+action calls the engine or the Qt-free model (``_layer.py``, ``_window.py``, ``_ruler.py``);
+the panel follows the active plugin layer.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from qtpy.QtGui import QStandardItemModel
 from qtpy.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
@@ -25,8 +27,10 @@ from qtpy.QtWidgets import (
 
 from .._layer import META_KEY, chosen_3d_level, levels_for_3d, max_size_setting, stack_of
 from .._sync import set_3d_level
+from .._window import WINDOW_KEY, WINDOW_MODIFIER, apply_window, enable_window_drag, preset_problem
 from ._common import follow_layer_events
 from .build import controller_for
+from .ruler import RulerBox
 
 if TYPE_CHECKING:
     from napari.layers import Image, Layer
@@ -35,6 +39,7 @@ if TYPE_CHECKING:
     import napari
 
     from ...stack import Stack
+    from ...viewmodel import ViewModel
     from .build import Job
 
 PLUGIN = "napari-ctstack"
@@ -145,11 +150,39 @@ class StackPanel(QWidget):
         pyramid_box = QGroupBox("Pyramid")
         pyramid_box.setLayout(pyramid)
 
+        self.window_presets = QComboBox()
+        self.window_presets.setToolTip(
+            "contrast presets: percentiles of the coarsest level; CT ones in HU"
+        )
+        self.window_presets.activated.connect(self._preset_chosen)
+        self.window_text = QLabel("-")
+        self.window_text.setWordWrap(True)
+        self.window_drag = QPushButton(f"Drag window/level ({WINDOW_KEY})")
+        self.window_drag.setCheckable(True)
+        self.window_drag.setToolTip(
+            f"on: a drag on the canvas sets the window (horizontal: width, vertical: level); "
+            f"{WINDOW_MODIFIER} + drag does it at any time"
+        )
+        self.drag = enable_window_drag(napari_viewer)
+        self.window_drag.setChecked(self.drag.enabled)
+        self.window_drag.toggled.connect(self._drag_toggled)
+        self.drag.toggled.connect(self.window_drag.setChecked)
+        self._model: ViewModel | None = None
+        window = QFormLayout()
+        window.addRow("preset", self.window_presets)
+        window.addRow("window", self.window_text)
+        window.addRow(self.window_drag)
+        window_box = QGroupBox("Window")
+        window_box.setLayout(window)
+        self.ruler_box = RulerBox(napari_viewer)
+
         self.setMaximumWidth(420)
         layout = QVBoxLayout(self)
         layout.addWidget(self.open_button)
         layout.addLayout(facts)
         layout.addWidget(pyramid_box)
+        layout.addWidget(window_box)
+        layout.addWidget(self.ruler_box)
         layout.addStretch(1)
 
         follow_layer_events(self, napari_viewer, self._follow)
@@ -184,6 +217,8 @@ class StackPanel(QWidget):
         enabled = stack is not None
         for w in (*self.voxel, self.series, self.build_button, self.rebuild_button, self.detail):
             w.setEnabled(enabled)
+        self.window_presets.setEnabled(enabled)
+        self._watch_model(stack)
         if stack is None or layer is None:  # a stack comes with its layer
             for label in (
                 self.name,
@@ -225,6 +260,7 @@ class StackPanel(QWidget):
         self.rebuild_button.setEnabled(not building)
         self.status.setText(self._status_text(layer, stack, job))
         self._fill_detail(layer)
+        self._fill_presets(layer)
 
     def _status_text(self, layer: Image, stack: Stack, job: Job | None) -> str:
         if job is not None and job.state == "building":
@@ -329,6 +365,87 @@ class StackPanel(QWidget):
         stack = stack_of(self.layer)
         if stack is not None:
             self.controller.cancel(stack)
+
+    # --- window ------------------------------------------------------------------------------
+
+    def _watch_model(self, stack: Stack | None) -> None:
+        """Follow the window of the shown stack's view model (and only that one)."""
+        from ...viewmodel import model_for
+
+        model = model_for(stack) if stack is not None else None
+        if model is self._model:
+            return
+        if self._model is not None:
+            self._model.events.window.disconnect(self._on_window)
+            self._model.events.window_preset.disconnect(self._on_window)
+        self._model = model
+        if model is not None:
+            model.events.window.connect(self._on_window)
+            model.events.window_preset.connect(self._on_window)
+        else:
+            self.window_presets.clear()
+            self.window_text.setText("-")
+
+    def _fill_presets(self, layer: Image) -> None:
+        """Every preset; those that cannot apply (HU ones on data not in HU) are greyed out,
+        with the reason as their tooltip and below the list."""
+        from ...windows import PRESETS
+
+        combo = self.window_presets
+        combo.clear()
+        combo.addItem("custom (dragged or typed)", None)
+        reasons = set()
+        for name, p in PRESETS.items():
+            combo.addItem(p.label, name)
+            problem = preset_problem(layer, name)
+            if problem is not None:
+                model = combo.model()
+                item = (
+                    model.item(combo.count() - 1) if isinstance(model, QStandardItemModel) else None
+                )
+                if item is not None:
+                    item.setEnabled(False)
+                    item.setToolTip(f"needs Hounsfield units: {problem}")
+                reasons.add(problem)
+        combo.setToolTip(
+            "CT presets (HU) are off: " + "; ".join(sorted(reasons))
+            if reasons
+            else "contrast presets: percentiles of the coarsest level; CT ones in HU"
+        )
+        self._on_window()
+
+    def _on_window(self, *_: object) -> None:
+        """Show the model's window and the preset it came from."""
+        model = self._model
+        if model is None:
+            return
+        low, high = model.window
+        self.window_text.setText(f"{low:.6g} – {high:.6g} (width {high - low:.6g})")
+        index = self.window_presets.findData(model.window_preset)
+        self.window_presets.setCurrentIndex(max(index, 0))
+
+    def _preset_chosen(self, index: int) -> None:
+        name = self.window_presets.itemData(index)
+        if self._updating or self.layer is None or name is None:
+            return
+        self.apply_preset(name)
+
+    def apply_preset(self, name: str) -> None:
+        """Apply a window preset to the current layer; a failure is a notification."""
+        from napari.utils.notifications import show_error
+
+        from ...errors import CTStackError
+
+        if self.layer is None:
+            return
+        try:
+            apply_window(self.layer, name)
+        except CTStackError as exc:
+            show_error(f"{self.layer.name}: {exc}")
+        self._on_window()
+
+    def _drag_toggled(self, on: bool) -> None:
+        self.drag.enabled = on
 
     def _detail_chosen(self, index: int) -> None:
         if self._updating or self.layer is None:
