@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 IMAGES = Path(__file__).resolve().parent / "images"
 
@@ -39,10 +40,34 @@ def main() -> int:
         viewer.dims.order = (1, 0, 2)
         viewer.reset_view()
         viewer.screenshot(IMAGES / "napari-xz.png", canvas_only=True, flash=False)
+        ortho_shot(viewer)
         viewer.close()
-    for p in sorted(IMAGES.glob("napari-*.png")):
+    for p in sorted(IMAGES.glob("napari[-_]*.png")):
         print(p)
     return 0
+
+
+def ortho_shot(viewer: Any) -> None:
+    """docs/images/napari_ortho.png: the whole window with the XZ and YZ views docked."""
+    import time
+
+    from qtpy.QtWidgets import QApplication
+
+    from ctstack.napari import orthogonal_views
+
+    viewer.dims.ndisplay = 2
+    viewer.dims.order = (0, 1, 2)
+    views = orthogonal_views(viewer)
+    views.crosshair = (100, 230, 300)
+    viewer.reset_view()
+    for model in views.models.values():
+        model.reset_view()
+    deadline = time.monotonic() + 60
+    while (views.loading("xz") or views.loading("yz")) and time.monotonic() < deadline:
+        QApplication.processEvents()
+        time.sleep(0.02)
+    QApplication.processEvents()
+    viewer.screenshot(IMAGES / "napari_ortho.png", canvas_only=False, flash=False)
 
 
 if __name__ == "__main__":
