@@ -167,3 +167,19 @@ def test_bad_slices_found_later_are_notified_once_each(phantom_dir, notes):
     np.asarray(data[9])  # read again: already known, no second notice
     [warning] = [n for n in notes("warning") if "bad slice" in str(n.message)]
     assert "z=9" in str(warning.message) and "phantom_0009.tif" in str(warning.message)
+
+
+def test_swap_leaves_another_active_layer_active(phantom_dir):
+    """napari makes an inserted layer active; the swap gives the selection back (a ruler's
+    Shapes layer stays the one being drawn in)."""
+    from napari.components import ViewerModel
+
+    [(data, kwargs, _)] = read_stack(phantom_dir)
+    viewer = ViewerModel()
+    layer = viewer.add_image(data, **kwargs)
+    lines = viewer.add_shapes(name="measurements")
+    viewer.layers.selection.active = lines
+    levels = kwargs["metadata"]["stack"].build_pyramid(max_size=32)
+    new = replace_with_levels(viewer, layer, levels)
+    assert viewer.layers.selection.active is lines
+    assert new not in viewer.layers.selection and layer not in viewer.layers

@@ -12,8 +12,6 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from .. import windows
 from ..errors import CacheGone
 from ..pyramid import DEFAULT_MAX_SIZE
@@ -23,6 +21,7 @@ if TYPE_CHECKING:
     from napari.layers import Image, Layer
 
     from ..stack import Stack
+    from ._display import DisplayArray
 
 MAX_SIZE_ENV = "CTSTACK_MAX_SIZE"
 META_KEY = "ctstack"  # layer.metadata[META_KEY] holds the Stack's facts
@@ -40,6 +39,7 @@ LAYER_STATE = (
     "iso_threshold",
     "interpolation2d",
     "interpolation3d",
+    "projection_mode",
     "scale",
     "translate",
     "units",
@@ -110,62 +110,35 @@ def _report_gone(stack: Stack, exc: CacheGone) -> None:
         handler(stack, exc)
 
 
-class GuardedLevel:
-    """A cached level as napari reads it: a ``CacheGone`` (the entry was cleaned or rebuilt by
-    another process) gives zeros for that one read and asks the face to reload the layer,
-    instead of raising inside napari's slicing."""
-
-    def __init__(self, stack: Stack, level: Any) -> None:
-        self.stack = stack
-        self.level = level
-        self.shape = tuple(level.shape)
-        self.dtype = level.dtype
-        self.ndim = len(self.shape)
-
-    def __getitem__(self, index: Any) -> np.ndarray:
-        try:
-            part = self.level[index]
-            # synchronous: napari's own dask compute already runs this on a worker thread; a
-            # nested threaded compute per chunk cost ~0.15 s on the contrast sample alone
-            if hasattr(part, "compute"):
-                part = part.compute(scheduler="synchronous")
-            return np.asarray(part)
-        except CacheGone as exc:
-            _report_gone(self.stack, exc)
-            return np.zeros_like(np.empty(self.shape, self.dtype)[index])
-
-
-def guarded(stack: Stack, levels: Sequence[Any]) -> list[Any]:
-    """``levels`` with every level past 0 read through ``GuardedLevel`` (same dask chunks)."""
-    import secrets
-
-    import dask.array as da
+def display_levels(stack: Stack, levels: Sequence[Any]) -> list[DisplayArray]:
+    """``levels`` as napari's display arrays (``_display``): level 0 through the stack's plane
+    reader with read-ahead, cached levels straight from their zarr arrays. A cache entry that
+    vanishes while shown (``CacheGone``) gives zeros for that one read and asks the face to
+    reload the layer (``on_cache_gone``), instead of raising inside napari's slicing."""
+    from ._display import ArraySource, DisplayArray, PlaneSource, Source, ZarrSource
 
     with _gone_lock:  # fresh levels: a later loss of their entry is reported again
         _gone_seen.difference_update({k for k in _gone_seen if k[0] == id(stack)})
-    # read the zarr arrays behind the cached levels directly when they are the stack's own:
-    # wrapping the dask arrays would build and run a nested dask graph for every chunk
     pyramid = stack.pyramid
-    stores: tuple[Any, ...] = ()
-    if (
-        pyramid is not None
-        and len(pyramid.stores) == len(levels) - 1
-        and all(a is b for a, b in zip(levels[1:], pyramid.levels[1:], strict=True))
-    ):
-        stores = pyramid.stores
-    out = [levels[0]]
-    for i, level in enumerate(levels[1:]):
-        if isinstance(level, da.Array):
-            source = stores[i] if stores else level
-            level = da.from_array(
-                GuardedLevel(stack, source),
-                chunks=level.chunks,
-                asarray=False,
-                fancy=False,
-                name=f"ctstack-guarded-{level.name}-{secrets.token_hex(4)}",
-                meta=np.empty((0,) * level.ndim, level.dtype),
-            )
-        out.append(level)
+    stores: dict[int, Any] = {}
+    if pyramid is not None and len(pyramid.stores) == len(pyramid.levels) - 1:
+        stores = {id(a): s for a, s in zip(pyramid.levels[1:], pyramid.stores, strict=True)}
+
+    def guard(exc: CacheGone) -> None:
+        _report_gone(stack, exc)
+
+    out = []
+    for i, level in enumerate(levels):
+        source: Source
+        if isinstance(level, DisplayArray):  # a shown layer's levels, handed back
+            source = level.source
+        elif i == 0 and level is stack.data:
+            source = PlaneSource(stack)
+        elif id(level) in stores:
+            source = ZarrSource(stores[id(level)])
+        else:
+            source = ArraySource(level)
+        out.append(DisplayArray(source, guard=guard))
     return out
 
 
@@ -182,13 +155,14 @@ def layer_kwargs(stack: Stack, levels: Sequence[Any]) -> dict[str, Any]:
         "rendering": "attenuated_mip",
         "attenuation": 0.02,
         "multiscale": len(levels) > 1,
+        "projection_mode": "none",  # one plane per step; napari 0.9's "mean" averages into float64
         "metadata": {META_KEY: stack_facts(stack), STACK_KEY: stack},
     }
 
 
 def layer_data(stack: Stack, levels: Sequence[Any]) -> tuple[Any, dict[str, Any], str]:
     """One napari LayerData tuple: the levels as data (a list when multiscale) plus kwargs."""
-    levels = guarded(stack, levels)
+    levels = display_levels(stack, levels)
     data = list(levels) if len(levels) > 1 else levels[0]
     return (data, layer_kwargs(stack, levels), "image")
 
@@ -236,13 +210,13 @@ def replace_with_levels(viewer: ViewerModel, old: Image, levels: Sequence[Any]) 
 
     napari cannot make a layer multiscale after creation, so a new layer takes the old one's
     position in the list, name, contrast, colormap, scale, metadata and selection; the current
-    slice and the camera are restored afterwards.
+    slice, the camera and which layer is active (a ruler's Shapes layer, say) are restored.
     """
     from napari.layers import Image
 
     stack = stack_of(old)
     if stack is not None:
-        levels = guarded(stack, levels)
+        levels = display_levels(stack, levels)
     state = {key: getattr(old, key) for key in LAYER_STATE if hasattr(old, key)}
     state["colormap"] = old.colormap  # the object, so custom colormaps survive
     step = tuple(viewer.dims.current_step)
@@ -250,8 +224,8 @@ def replace_with_levels(viewer: ViewerModel, old: Image, levels: Sequence[Any]) 
         viewer.scene.camera.model_dump() if hasattr(viewer.scene.camera, "model_dump") else None
     )
     index = viewer.layers.index(old)
-    was_active = viewer.layers.selection.active is old
-    was_selected = old in viewer.layers.selection
+    active = viewer.layers.selection.active  # napari makes an inserted layer active: undo that
+    selected = list(viewer.layers.selection)
     name = old.name
     new = Image(
         list(levels) if len(levels) > 1 else levels[0],
@@ -263,10 +237,17 @@ def replace_with_levels(viewer: ViewerModel, old: Image, levels: Sequence[Any]) 
     viewer.layers.insert(index + 1, new)
     viewer.layers.remove(old)
     new.name = name
-    if was_selected:
-        viewer.layers.selection.add(new)
-    if was_active:
+    keep = [
+        new if layer is old else layer
+        for layer in selected
+        if layer in viewer.layers or layer is old
+    ]
+    viewer.layers.selection.clear()
+    viewer.layers.selection.update(keep)
+    if active is old:
         viewer.layers.selection.active = new
+    elif active is not None and active in viewer.layers:
+        viewer.layers.selection.active = active
     viewer.dims.current_step = step
     if camera is not None:  # restore only what moved: setting angles costs ~0.2 s in 2D
         now = viewer.scene.camera.model_dump()
