@@ -1,9 +1,14 @@
 """Measure how cache chunk layouts serve the three read patterns (z-plane, xz-plane, whole level).
 
-Run: ``python benchmarks/bench_cache_chunks.py [--quick]``. Writes a level-1-sized array
+Run: ``python benchmarks/bench_cache_chunks.py [--quick] [--all]``. Writes a level-1-sized array
 (250 x 1024 x 1024 uint16, like the 500 x 2048 x 2048 benchmark stack) and the smaller levels in
 each candidate layout, then times, side by side in alternating rounds: the build write, one z-plane
 and one xz-plane (warm page cache and cold, dropped with posix_fadvise), and the whole last level.
+
+By default it compares the cache's layout before issue 17 (plain (16,64,X) chunk files) with the
+current one (``ctstack.cache.layout``: shards of whole planes holding the same read chunks,
+written by the cache's own ``write_block`` and read through its ``EntryStore``), with the ratio
+new / old per column. ``--all`` measures every candidate layout of the original study as well.
 ``run(quick)`` returns a markdown section for benchmarks/RESULTS.md.
 """
 
@@ -36,8 +41,13 @@ class Layout:
     cy: int
     codec: str = "none"  # "none" or "lz4"
     shard_depth: int = 0  # >0: zarr v3 sharding, shards of this many whole planes
+    cache: bool = False  # the cache's own layout, writer and reader (cz, cy unused)
 
     def chunks(self, shape: tuple[int, int, int]) -> tuple[int, int, int]:
+        if not self.cz:  # the cache's chunk rule (keys.chunk_shape)
+            from ctstack.cache.keys import chunk_shape
+
+            return chunk_shape(shape, 2)
         z, y, x = shape
         return (min(self.cz, z), min(self.cy, y), x)
 
@@ -65,6 +75,9 @@ class Layout:
             **kwargs,
         )
 
+
+OLD = Layout("before: chunk_shape() chunk files", 3, 0, 0)
+NEW = Layout("now: cache.layout (write_block, EntryStore)", 3, 0, 0, cache=True)
 
 LAYOUTS = (
     Layout("v3 plane (1,Y,X) none", 3, 1, 1 << 30),
@@ -118,6 +131,8 @@ def _time(fn: Callable[[], object]) -> float:
 
 def write_level(layout: Layout, path: Path, data: np.ndarray) -> float:
     """Write like the cache writer does: slabs one chunk (or shard) deep, in increasing z."""
+    if layout.cache:
+        return _write_cache_level(path, data)
     depth = layout.shard_depth or layout.chunks(data.shape)[0]
 
     def go() -> None:
@@ -128,6 +143,28 @@ def write_level(layout: Layout, path: Path, data: np.ndarray) -> float:
     return _time(go)
 
 
+def _write_cache_level(path: Path, data: np.ndarray) -> float:
+    """The cache's own path: level metadata once, then ``write_block`` per file-deep slab."""
+    from ctstack.cache.layout import create_levels, level_layout, write_block
+
+    def go() -> None:
+        path.mkdir()
+        create_levels(path, [data.shape], data.dtype, "bench")
+        depth = level_layout(data.shape, data.dtype.itemsize).z_depth
+        for z0 in range(0, data.shape[0], depth):
+            write_block(path, 1, data.shape, data.dtype, z0, data[z0 : z0 + depth])
+
+    return _time(go)
+
+
+def _open(layout: Layout, path: Path) -> zarr.Array:
+    if layout.cache:
+        from ctstack.cache.store import open_level
+
+        return open_level(path, 1)
+    return zarr.open_array(str(path), mode="r")
+
+
 def measure(layout: Layout, base: Path, levels: list[np.ndarray], rng) -> dict[str, float]:
     """One round for one layout: write all levels, then the reads."""
     out: dict[str, float] = {}
@@ -135,7 +172,8 @@ def measure(layout: Layout, base: Path, levels: list[np.ndarray], rng) -> dict[s
     out["write"] = sum(write_level(layout, p, d) for p, d in zip(paths, levels, strict=True))
     size = sum(f.stat().st_size for p in paths for f in _files(p))
     out["MB"] = size / 1e6
-    a1 = zarr.open_array(str(paths[0]), mode="r")
+    out["files"] = sum(1 for p in paths for f in _files(p) if f.name != "zarr.json")
+    a1 = _open(layout, paths[0])
     z1, y1, _ = a1.shape
     zs = rng.integers(0, z1, 5)
     ys = rng.integers(0, y1, 5)
@@ -149,7 +187,12 @@ def measure(layout: Layout, base: Path, levels: list[np.ndarray], rng) -> dict[s
         cold_xz.append(_time(lambda y=y: a1[:, int(y), :]))
     out["z cold"] = statistics.median(cold_z)
     out["xz cold"] = statistics.median(cold_xz)
-    last = zarr.open_array(str(paths[-1]), mode="r")
+    out["first warm"] = statistics.median(_time(lambda: a1[:]) for _ in range(2))
+    drop_cache(paths[0])
+    out["first cold"] = _time(lambda: a1[:])
+    if not np.array_equal(a1[:, int(ys[0]), :], levels[0][:, int(ys[0]), :]):
+        raise AssertionError(f"{layout.label}: first level reads back different values")
+    last = _open(layout, paths[-1])
     out["last warm"] = statistics.median(_time(lambda: last[:]) for _ in range(3))
     drop_cache(paths[-1])
     out["last cold"] = _time(lambda: last[:])
@@ -161,47 +204,97 @@ def measure(layout: Layout, base: Path, levels: list[np.ndarray], rng) -> dict[s
     return out
 
 
-def run(quick: bool = False) -> str:
-    """Measure every layout in alternating rounds; return a markdown section with medians."""
-    shape1 = (64, 512, 512) if quick else (250, 1024, 1024)
-    rounds = 1 if quick else 3
+def _pyramid(shape1: tuple[int, int, int], last: int) -> list[np.ndarray]:
     levels = [synthetic_ct(shape1)]
-    while max(levels[-1].shape) > (128 if quick else 512):
-        prev = levels[-1]
-        levels.append(np.ascontiguousarray(prev[::2, ::2, ::2]))
+    while max(levels[-1].shape) > last:
+        levels.append(np.ascontiguousarray(levels[-1][::2, ::2, ::2]))
+    return levels
+
+
+KEYS = [
+    "write",
+    "MB",
+    "files",
+    "z warm",
+    "z cold",
+    "xz warm",
+    "xz cold",
+    "first warm",
+    "first cold",
+    "last warm",
+    "last cold",
+]
+
+
+def _table(layouts, results, ratio: bool) -> list[str]:
+    med = {
+        lay.label: {k: statistics.median(r[k] for r in results[lay.label]) for k in KEYS}
+        for lay in layouts
+    }
+    lines = ["| layout | " + " | ".join(KEYS) + " |", "|---|" + "---:|" * len(KEYS)]
+    for lay in layouts:
+        cells = [
+            f"{v:.0f}" if k in ("MB", "files") else f"{v * 1000:.1f}"
+            for k, v in med[lay.label].items()
+        ]
+        lines.append(f"| {lay.label} | " + " | ".join(cells) + " |")
+    if ratio:
+        cells = [f"{med[NEW.label][k] / med[OLD.label][k]:.2f}" for k in KEYS]
+        lines.append("| **ratio now / before** | " + " | ".join(cells) + " |")
+    return lines
+
+
+def run(quick: bool = False, everything: bool = False) -> str:
+    """Measure the layouts in alternating rounds; return a markdown section with medians.
+
+    Two cases: the benchmark stack's level 1 (chunk files of >= 1 MiB: the layout keeps them)
+    and a deep level whose chunks are small (the layout shards them), old and new side by side.
+    """
+    rounds = 1 if quick else 3
+    cases = [
+        ("benchmark stack level 1", (64, 512, 512) if quick else (250, 1024, 1024)),
+        ("deep level, small chunks", (256, 64, 512) if quick else (1000, 256, 1024)),
+    ]
     rng = np.random.default_rng(1)
-    results: dict[str, list[dict[str, float]]] = {lay.label: [] for lay in LAYOUTS}
-    with tempfile.TemporaryDirectory(prefix="bench-cache-", dir=os.environ.get("BENCH_TMP")) as t:
-        for _ in range(rounds):
-            for lay in LAYOUTS:
-                results[lay.label].append(measure(lay, Path(t), levels, rng))
-    keys = ["write", "MB", "z warm", "z cold", "xz warm", "xz cold", "last warm", "last cold"]
-    shapes = " + ".join("x".join(map(str, lv.shape)) for lv in levels)
     lines = [
         "## Cache chunk layouts (bench_cache_chunks.py)",
         "",
-        f"Levels {shapes} uint16, synthetic CT-like data; {rounds} alternating round(s), medians.",
+        f"Synthetic CT-like uint16 data; {rounds} alternating round(s), medians. "
         f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.python_version()}, "
-        f"zarr {zarr.__version__}. Times in ms; z/xz = one plane of level 1; last = whole "
-        "last level; cold = after posix_fadvise(DONTNEED).",
-        "",
-        "| layout | " + " | ".join(keys) + " |",
-        "|---|" + "---:|" * len(keys),
+        f"zarr {zarr.__version__}. Times in ms; z/xz = one plane of the first level; first/last "
+        "= the whole first/last level; cold = after posix_fadvise(DONTNEED). `before` = the "
+        "chunk files "
+        "of cache version 3, written by zarr; `now` = cache version 4 (`cache.layout`), written "
+        "by `write_block` and read through the cache's `EntryStore` (`open_level`: a sharded "
+        "level is a `ShardedLevel`, whose plane/block reads pread the inner chunks; "
+        "zarr reads each shard's index, then each chunk, one after another).",
     ]
-    for lay in LAYOUTS:
-        rs = results[lay.label]
-        cells = []
-        for k in keys:
-            v = statistics.median(r[k] for r in rs)
-            cells.append(f"{v:.0f}" if k == "MB" else f"{v * 1000:.1f}")
-        lines.append(f"| {lay.label} | " + " | ".join(cells) + " |")
+    for n, (title, shape1) in enumerate(cases):
+        layouts = (OLD, NEW, *LAYOUTS) if everything and n == 0 else (OLD, NEW)
+        levels = _pyramid(shape1, 128 if quick else 512)
+        results: dict[str, list[dict[str, float]]] = {lay.label: [] for lay in layouts}
+        tmp = os.environ.get("BENCH_TMP")
+        with tempfile.TemporaryDirectory(prefix="bench-cache-", dir=tmp) as t:
+            for _ in range(rounds):
+                for lay in layouts:
+                    results[lay.label].append(measure(lay, Path(t), levels, rng))
+        shapes = " + ".join("x".join(map(str, lv.shape)) for lv in levels)
+        from ctstack.cache.layout import level_layout
+
+        lay0 = level_layout(levels[0].shape, 2)
+        kind = f"shards {lay0.shard} of {lay0.chunks}" if lay0.sharded else f"chunks {lay0.chunks}"
+        lines += ["", f"### {title}: levels {shapes}; now: {kind}", ""]
+        lines += _table(layouts, results, ratio=True)
+        del levels
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small arrays, one round")
-    print(run(quick=parser.parse_args().quick))
+    parser.add_argument("--all", action="store_true", help="every candidate layout too")
+    args = parser.parse_args()
+    print(run(quick=args.quick, everything=args.all))
 
 
 if __name__ == "__main__":

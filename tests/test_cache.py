@@ -623,8 +623,11 @@ def test_cli_without_path_covers_the_shared_dir(tmp_path, monkeypatch, capsys):
 
 @pytest.mark.parametrize("dtype", ["uint16", "int32", "uint8", "float32"])
 def test_direct_chunk_files_match_what_zarr_writes(tmp_path, dtype):
-    """Chunk files written directly are byte-identical to zarr's, edge chunks padded included."""
+    """Files written directly are byte-identical to zarr's (shards of the layout's chunks, or
+    plain chunks), edge chunks padded included."""
     import zarr
+
+    from ctstack.cache.layout import level_layout
 
     shapes = [(37, 70, 19), (5, 3, 2), (1, 1, 1)]  # partial chunks in z and y
     rng = np.random.default_rng(7)
@@ -632,7 +635,6 @@ def test_direct_chunk_files_match_what_zarr_writes(tmp_path, dtype):
     root, files = make_stack(tmp_path)
     cache = PyramidCache(root, "slice")
     with cache.writer(key_of(files, levels=shapes), shapes, dtype) as w:
-        assert all(w._direct)
         write_all(w, levels)
         got = w.commit()
     entry = cache.entry_path(w.key)
@@ -640,7 +642,12 @@ def test_direct_chunk_files_match_what_zarr_writes(tmp_path, dtype):
         ref = zarr.create_array(
             store=str(tmp_path / "ref" / str(i)),
             shape=shape,
-            chunks=chunk_shape(shape, np.dtype(dtype).itemsize),
+            chunks=level_layout(shape, np.dtype(dtype).itemsize).chunks,
+            shards=(
+                level_layout(shape, np.dtype(dtype).itemsize).shard
+                if level_layout(shape, np.dtype(dtype).itemsize).sharded
+                else None
+            ),
             dtype=dtype,
             fill_value=0,
             compressors=None,
@@ -666,10 +673,10 @@ def test_direct_chunk_files_match_what_zarr_writes(tmp_path, dtype):
 def test_writer_thread_error_is_raised_naming_the_entry(tmp_path, monkeypatch):
     import errno
 
-    def full(path, blocks):
-        raise OSError(errno.ENOSPC, "No space left on device", path)
+    def full(level_dir, buf, iz, made=None):
+        raise OSError(errno.ENOSPC, "No space left on device", level_dir)
 
-    monkeypatch.setattr(W, "_write_file", full)
+    monkeypatch.setattr(W, "write_files", full)
     root, files = make_stack(tmp_path)
     cache = PyramidCache(root, "slice")
     key = key_of(files)
@@ -688,13 +695,13 @@ def test_abort_with_slabs_queued_stops_the_thread_and_removes_the_folder(tmp_pat
     import threading
 
     gate = threading.Event()
-    real = W._write_file
+    real = W.write_files
 
-    def slow(path, blocks):
+    def slow(level_dir, buf, iz, made=None):
         gate.wait(5)
-        return real(path, blocks)
+        return real(level_dir, buf, iz, made)
 
-    monkeypatch.setattr(W, "_write_file", slow)
+    monkeypatch.setattr(W, "write_files", slow)
     root, files = make_stack(tmp_path)
     cache = PyramidCache(root, "slice")
     w = cache.writer(key_of(files), LEVELS, "uint16")

@@ -18,6 +18,7 @@ import tifffile
 import ctstack
 from ctstack import errors
 from ctstack.cache import PyramidCache, clean_location
+from ctstack.cache import commit as CM
 from ctstack.cache import writer as W
 from ctstack.pyramid import cached_levels
 from tests.private_mount import needs_private_mount, read_only, run_child, tmpfs
@@ -114,7 +115,7 @@ def test_plain_commit_between_the_rebuilds_removal_and_rename_wins(tmp_path, mon
     (tmp_path / "aside").rename(cache.entry_path(key))  # committed before the rebuild starts
     rebuild = started(cache, key, ref)
     done: dict[str, list] = {}
-    real_remove = W.remove_tree
+    real_remove = CM.remove_tree
 
     def remove_then_commit(path):
         freed = real_remove(path)
@@ -122,7 +123,7 @@ def test_plain_commit_between_the_rebuilds_removal_and_rename_wins(tmp_path, mon
             done["a"] = plain_a.commit()  # the name is free: this plain build takes it
         return freed
 
-    monkeypatch.setattr(W, "remove_tree", remove_then_commit)
+    monkeypatch.setattr(CM, "remove_tree", remove_then_commit)
     done["rebuild"] = rebuild.commit(replace=True)
     done["b"] = plain_b.commit()
     assert (plain_a.won, rebuild.won, plain_b.won) == (True, False, False)
@@ -213,11 +214,11 @@ def test_full_disk_is_one_clean_error_and_leaves_nothing(tmp_path, monkeypatch, 
         monkeypatch.setattr(zarr, "create_array", _no_room)
     else:  # no room for the manifest: the .part file is made, then the write fails
 
-        def part_then_full(self):
-            (self.tmp / "manifest.json.part").write_text("{")
+        def part_then_full(tmp, manifest, checksums):
+            (tmp / "manifest.json.part").write_text("{")
             _no_room()
 
-        monkeypatch.setattr(W.CacheWriter, "_write_manifest", part_then_full)
+        monkeypatch.setattr(CM, "write_manifest", part_then_full)
     with pytest.raises(errors.CacheError, match="disk full") as info:
         ctstack.open_stack(folder).build_pyramid(max_size=8, cache_dir=shared)
     assert str(shared) in str(info.value)

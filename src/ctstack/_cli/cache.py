@@ -78,6 +78,9 @@ def _mb(n: int) -> str:
 
 def describe(item: dict[str, Any]) -> str:
     """One line of ``cache list``."""
+    if item["kind"] == "partial":  # a resumable cluster build: kept until clean or a week idle
+        state = "stale" if item.get("stale") else "resumable; `ctstack cache clean` removes it"
+        return f"  {item['path'].name}  partial build ({state})  " + _mb(item["bytes"])
     if item["kind"] != "entry":
         state = "stale" if item.get("stale") else "in use"
         return f"  {item['path'].name}  {item['kind']} ({state}, pid {item['pid']})  " + _mb(

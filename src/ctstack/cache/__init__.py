@@ -5,6 +5,8 @@ one is decided by :mod:`ctstack.locations`)::
 
     <safe name>-<key[:16]>.pyramid/   one committed entry: arrays "1".."n" + manifest.json (last)
     .tmp-<pid>-<token>-<host>/        a writer's private build folder, renamed into place on commit
+    .partial-<key>/                   a resumable (cluster) build, kept across runs until it is
+                                      committed, cleaned, or untouched for PARTIAL_MAX_AGE
     .trash-<pid>-<token>-<host>/      an entry being deleted (renamed first, so no half entry shows)
     roi.json                          the user's ROIs: not cache, never removed by default
 
@@ -13,9 +15,11 @@ evicted only when the stack's sources changed (its source fingerprint is stale) 
 ``cache clean``. Only folders of those shapes that also carry ctstack's mark are ever deleted,
 and nothing is written or deleted through a location that is a symbolic link.
 
-The modules: ``keys`` (fingerprints, key, chunk shape, names), ``store`` (``PyramidCache``:
-finding and opening entries), ``writer`` (``CacheWriter``: building and committing one),
-``housekeeping`` (ownership marks, list, sweep, clean, verify).
+The modules: ``keys`` (fingerprints, key, chunk shape, names), ``layout`` (how a level's files
+are laid out, and the API a cluster build writes entries with: ``grid``, ``files``,
+``commit``), ``store`` (``PyramidCache``: finding and opening entries), ``writer``
+(``CacheWriter``: building and committing one locally), ``housekeeping`` (ownership marks,
+list, sweep, clean, verify).
 """
 
 from __future__ import annotations
@@ -51,6 +55,9 @@ from .keys import (
     LEVEL_TAG,
     MANIFEST,
     MANIFEST_KEYS,
+    MAX_FILES_PER_LEVEL,
+    PARTIAL_MAX_AGE,
+    PARTIAL_PREFIX,
     PYRAMID_VERSION,
     READ_BUDGET,
     TEMP_MARKER,
@@ -64,6 +71,7 @@ from .keys import (
     fingerprint,
     source_fingerprint,
 )
+from .layout import LevelLayout, level_layout
 from .store import PyramidCache
 from .writer import WRITE_QUEUE, CacheWriter
 
@@ -77,7 +85,10 @@ __all__ = [
     "LOCAL_DIRNAME",
     "MANIFEST",
     "MANIFEST_KEYS",
+    "MAX_FILES_PER_LEVEL",
     "NAMESPACE_RE",
+    "PARTIAL_MAX_AGE",
+    "PARTIAL_PREFIX",
     "PYRAMID_VERSION",
     "READ_BUDGET",
     "ROI_FILE",
@@ -89,6 +100,7 @@ __all__ = [
     "ZARR_FORMAT",
     "CacheError",
     "CacheWriter",
+    "LevelLayout",
     "PyramidCache",
     "SourceMissing",
     "_namespace",
@@ -102,6 +114,7 @@ __all__ = [
     "is_location_name",
     "is_owned",
     "is_writable",
+    "level_layout",
     "list_location",
     "resolve_location",
     "source_fingerprint",

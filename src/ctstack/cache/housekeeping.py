@@ -25,6 +25,8 @@ from .keys import (
     LEVEL_TAG,
     MANIFEST,
     MANIFEST_KEYS,
+    PARTIAL_MAX_AGE,
+    PARTIAL_PREFIX,
     PYRAMID_VERSION,
     TEMP_MARKER,
     TMP_PREFIX,
@@ -115,8 +117,33 @@ def write_temp_marker(folder: Path) -> None:
     (folder / TEMP_MARKER).write_text(json.dumps(record), encoding="utf-8")
 
 
+def newest_mtime(folder: Path) -> float:
+    """The newest mtime of ``folder`` and the entries directly in it (a resumable build's
+    ledger and level folders change as it goes); 0 when it cannot be read."""
+    try:
+        newest = folder.stat().st_mtime
+        with os.scandir(folder) as it:
+            for child in it:
+                with contextlib.suppress(OSError):
+                    newest = max(newest, child.stat(follow_symlinks=False).st_mtime)
+    except OSError:
+        return 0.0
+    return newest
+
+
+def is_partial(path: Path) -> bool:
+    """Whether ``path`` is a resumable build's folder of ours (``.partial-<key>``, marked)."""
+    return path.name.startswith(PARTIAL_PREFIX) and _has_temp_marker(path) and _real_dir(path)
+
+
 def _is_stale(path: Path) -> bool:
-    """A marked temp/trash folder whose writer is gone: dead pid on this host, or old elsewhere."""
+    """A marked temp/trash folder whose writer is gone: dead pid on this host, or old elsewhere.
+
+    A resumable build (``.partial-<key>``) outlives its process by design: it is stale only
+    when nothing in it changed for ``PARTIAL_MAX_AGE``.
+    """
+    if path.name.startswith(PARTIAL_PREFIX):
+        return is_partial(path) and time.time() - newest_mtime(path) > PARTIAL_MAX_AGE
     parsed = parse_private(path.name)
     if parsed is None or not is_owned(path):
         return False
@@ -229,6 +256,25 @@ def list_location(location: Path | str) -> list[dict[str, Any]]:
                     "old": old,  # an older cache format: never used, rebuilt on next use
                 }
             )
+        elif child.name.startswith(PARTIAL_PREFIX):
+            marker = _json_dict(child / TEMP_MARKER) or {}
+            out.append(
+                {
+                    "path": child,
+                    "kind": "partial",  # a resumable build: kept until clean or PARTIAL_MAX_AGE
+                    "name": None,
+                    "key": child.name[len(PARTIAL_PREFIX) :],
+                    "source": None,
+                    "levels": [],
+                    "dtype": None,
+                    "bytes": tree_bytes(child),
+                    "created": marker.get("created"),
+                    "root": None,
+                    "complete": False,
+                    "pid": marker.get("pid"),
+                    "stale": _is_stale(child),
+                }
+            )
         elif (parsed := parse_private(child.name)) is not None:
             try:
                 mtime = child.stat().st_mtime
@@ -255,7 +301,8 @@ def list_location(location: Path | str) -> list[dict[str, Any]]:
 
 
 def sweep_stale(location: Path | str, strict: bool = False) -> int:
-    """Remove marked temp/trash folders left by dead writers (never a live one); bytes freed.
+    """Remove marked temp/trash folders left by dead writers (never a live one), and resumable
+    builds untouched for ``PARTIAL_MAX_AGE``; returns the bytes freed.
 
     ``strict`` raises the first OSError after trying them all (else they are skipped)."""
     freed = 0
@@ -296,7 +343,8 @@ def evict_stale(location: Path, name: str, source: str, keep: str) -> None:
 
 
 def clean_location(location: Path | str, keep_roi: bool = True) -> int:
-    """Remove all pyramid entries and stale temp folders of one location; returns bytes freed.
+    """Remove all pyramid entries, resumable builds (``.partial-<key>``) and stale temp folders
+    of one location; returns bytes freed.
 
     ``roi.json`` goes only with ``keep_roi=False``; other files are never touched, and nothing
     is deleted through a location that is a symbolic link. The location folder itself is removed
@@ -320,7 +368,7 @@ def clean_location(location: Path | str, keep_roi: bool = True) -> int:
     except OSError as exc:
         failed.append(exc)
     for item in items:
-        if item["kind"] == "entry":
+        if item["kind"] in ("entry", "partial"):
             try:
                 freed += remove_tree(item["path"], strict=True)
             except OSError as exc:

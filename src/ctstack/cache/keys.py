@@ -25,12 +25,14 @@ import numpy as np
 from ..errors import CacheError
 from ..locations import safe_name
 
-PYRAMID_VERSION = 3
+PYRAMID_VERSION = 4
 """Bump when the pyramid arithmetic or the cache layout changes; part of every key.
 
 2: the manifest records the source fingerprint (entries of other max_size values are kept).
 3: the manifest records the bad slices (size, mtime_ns, ctime_ns) and a build id; chunk
    checksums in a sidecar file.
+4: files of whole planes (zarr v3 shards of the read chunks, ``cache.layout``), at most
+   MAX_FILES_PER_LEVEL per level; the manifest lists every file's size.
 """
 
 MANIFEST = "manifest.json"
@@ -38,6 +40,8 @@ CHECKSUMS = "checksums.json"  # CRC-32 of every chunk file: read only by `ctstac
 ENTRY_SUFFIX = ".pyramid"
 TMP_PREFIX = ".tmp-"
 TRASH_PREFIX = ".trash-"
+PARTIAL_PREFIX = ".partial-"  # a resumable (cluster) build of one key: ".partial-<key>"
+PARTIAL_MAX_AGE = 7 * 24 * 3600  # a partial build untouched this long is removed by any sweep
 TEMP_MARKER = ".ctstack-temp"  # in every temp folder until its manifest is written
 MANIFEST_KEYS = ("key", "name", "levels", "version")  # a manifest of ours has all of these
 LEVEL_TAG = "ctstack"  # key of the zarr attributes every level array of ours carries
@@ -46,6 +50,8 @@ ZARR_FORMAT: Literal[3] = 3  # uncompressed chunks: the store checks their exact
 CHUNK_DEPTH = 16  # planes per chunk, at most
 CHUNK_ROWS = 64  # y rows per chunk, at most
 READ_BUDGET = 32 << 20  # bytes one z-plane or one xz-plane read may touch, at most
+MAX_FILES_PER_LEVEL = 10_000  # files (shards) per level, at most: inode budgets, open time
+MIN_FILE_BYTES = 1 << 20  # smaller chunks are gathered into shards of whole planes
 
 Shape3 = tuple[int, int, int]
 
@@ -227,6 +233,11 @@ def chunk_shape(level_shape: Sequence[int], itemsize: int = 2) -> Shape3:
 def entry_dirname(name: str, key: str) -> str:
     """The committed entry's folder name for one stack name and key."""
     return f"{safe_name(name)}-{key[:16]}{ENTRY_SUFFIX}"
+
+
+def partial_path(location: Path | str, key: str) -> Path:
+    """The folder of a resumable build of ``key`` in ``location``: ``.partial-<key>``."""
+    return Path(location) / f"{PARTIAL_PREFIX}{key}"
 
 
 def private_name(prefix: str) -> str:

@@ -1,7 +1,8 @@
 """Reading the cache: a stack's ``PyramidCache`` (where it lives) and opening its entries.
 
 An entry opens from metadata alone: its manifest, each level's zarr metadata and a stat of every
-chunk file (each must exist with its exact uncompressed size). That check stands in for fsync-ing
+file (a shard of whole planes, ``cache.layout``: each must exist with the size the manifest
+lists). That check stands in for fsync-ing
 every chunk: after a power loss the committed rename may survive while delayed data blocks did
 not, which shows as short or missing files. Opening writes and removes nothing (a read-only
 cache opens as well); a corrupt entry is replaced when a build commits over it.
@@ -9,22 +10,31 @@ cache opens as well); a corrupt entry is replaced when a build commits over it.
 Every level array handed out reads through :class:`EntryStore`, the one level reader: every
 chunk of an entry is always written, so a chunk that is missing when read means the entry was
 removed (``cache clean``, a rebuild) while it was open; that raises ``CacheGone`` naming the
-entry instead of reading zeros.
+entry instead of reading zeros. A sharded level is a :class:`ShardedLevel`, a zarr array whose
+basic selections (planes, xz-planes, blocks, the whole level) are read with ``pread`` straight
+from the inner chunks, whose offsets the layout fixes, instead of through zarr's sharding codec
+(an index read and an async pipeline per shard); same arrays, same ``CacheGone``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import os
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+from zarr.abc.store import RangeByteRequest, SuffixByteRequest
+from zarr.core.buffer import default_buffer_prototype
 from zarr.storage import LocalStore
 
 from .._types import StrPath
 from ..errors import CacheGone
 from ..locations import cache_location, read_locations, stack_folder
+from .grid import LevelLayout, level_layout
 from .housekeeping import clean_location, list_location, read_manifest
 from .keys import PYRAMID_VERSION, entry_dirname
 from .writer import CacheWriter
@@ -43,12 +53,21 @@ def _is_chunk_key(key: str) -> bool:
 
 class EntryStore(LocalStore):
     """The level reader of every cache entry: a read-only zarr store of one level in which a
-    missing chunk raises ``CacheGone`` (naming the entry) instead of reading as the fill value."""
+    missing chunk raises ``CacheGone`` (naming the entry) instead of reading as the fill value.
+
+    Reads of a sharded level (``cache.layout``) skip zarr's per-shard index read: a committed
+    entry's shard indexes are fixed by its layout (every inner chunk is written, in zarr's
+    order, at a known offset), so the index zarr asks for (a suffix read of the shard) is
+    served from ``LevelLayout.index_bytes`` without touching the file. The inner chunk reads
+    that follow still go to the file, so a shard that is gone still raises ``CacheGone``.
+    Byte-range reads use one ``pread`` (zarr's own opens, seeks to the end, seeks, reads).
+    """
 
     def __init__(self, root: Path | str, entry: Path | str, level: int) -> None:
         super().__init__(root, read_only=True)
         self.entry = str(entry)
         self.level = level
+        self.layout: LevelLayout | None = None  # set by open_level for a sharded level
 
     def __eq__(self, other: object) -> bool:
         return super().__eq__(other) and getattr(other, "entry", None) == self.entry
@@ -56,20 +75,62 @@ class EntryStore(LocalStore):
     def __hash__(self) -> int:
         return hash((type(self), str(self.root), self.entry))
 
+    def _gone(self, key: str) -> CacheGone:
+        return CacheGone(
+            f"{self.entry}: this pyramid cache entry is gone (cleaned or rebuilt by another "
+            f"process while open; level {self.level}, chunk {key} missing); reopen the stack",
+            entry=self.entry,
+        )
+
+    def _known_index(self, key: str, byte_range: ByteRequest | None) -> bytes | None:
+        """The shard index zarr asks for with a suffix read, from the layout (or None)."""
+        layout = self.layout
+        if layout is None or not isinstance(byte_range, SuffixByteRequest):
+            return None
+        parts = key.split("/")
+        if len(parts) != 4 or parts[0] != "c" or parts[2:] != ["0", "0"]:
+            return None
+        iz = int(parts[1])
+        if not 0 <= iz < layout.z_files:
+            return None
+        index = layout.index_bytes(iz)
+        return index if byte_range.suffix == len(index) else None
+
     async def get(
         self,
         key: str,
         prototype: BufferPrototype | None = None,
         byte_range: ByteRequest | None = None,
     ) -> Buffer | None:
+        if _is_chunk_key(key):
+            if prototype is None:
+                prototype = default_buffer_prototype()
+            index = self._known_index(key, byte_range)
+            if index is not None:
+                return prototype.buffer.from_bytes(index)
+            if isinstance(byte_range, RangeByteRequest):
+                path = os.path.join(self._base, key)
+                try:
+                    data = await asyncio.to_thread(_pread, path, byte_range)
+                except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+                    raise self._gone(key) from None
+                return prototype.buffer.from_bytes(data)
         buf = await super().get(key, prototype, byte_range)
         if buf is None and _is_chunk_key(key):
-            raise CacheGone(
-                f"{self.entry}: this pyramid cache entry is gone (cleaned or rebuilt by another "
-                f"process while open; level {self.level}, chunk {key} missing); reopen the stack",
-                entry=self.entry,
-            )
+            raise self._gone(key)
         return buf
+
+    @functools.cached_property
+    def _base(self) -> str:
+        return os.fspath(self.root)
+
+
+def _pread(path: str, byte_range: RangeByteRequest) -> bytes:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return _pread_all(fd, byte_range.end - byte_range.start, byte_range.start)
+    finally:
+        os.close(fd)
 
 
 def open_level(entry: Path, level: int, zarr_format: Literal[2, 3] = 3) -> zarr.Array[Any]:
@@ -77,36 +138,224 @@ def open_level(entry: Path, level: int, zarr_format: Literal[2, 3] = 3) -> zarr.
     import zarr
 
     store = EntryStore(entry / str(level), entry, level)
-    return zarr.open_array(store=store, mode="r", zarr_format=zarr_format)
+    arr = zarr.open_array(store=store, mode="r", zarr_format=zarr_format)
+    if arr.shards is not None and zarr_format == 3:
+        layout = level_layout(arr.shape, np.dtype(arr.dtype).itemsize)
+        if (
+            layout.sharded
+            and tuple(arr.shards) == layout.shard
+            and tuple(arr.chunks) == (layout.chunks)
+        ):
+            store.layout = layout
+            return ShardedLevel(arr._async_array)
+    return arr
+
+
+def _basic(selection: Any, shape: tuple[int, ...]) -> list[int | slice] | None:
+    """``selection`` as one int or step-1 slice per axis (bounds resolved), or None when it
+    is anything else (fancy, stepped, Ellipsis, fields...)."""
+    if not isinstance(selection, tuple):
+        selection = (selection,)
+    if len(selection) > len(shape):
+        return None
+    out: list[int | slice] = []
+    for i, n in enumerate(shape):
+        sel = selection[i] if i < len(selection) else slice(None)
+        if isinstance(sel, (int, np.integer)) and not isinstance(sel, bool):
+            k = int(sel)
+            k = k + n if k < 0 else k
+            if not 0 <= k < n:
+                return None  # zarr raises its own error
+            out.append(k)
+        elif isinstance(sel, slice):
+            a, b, step = sel.indices(n)
+            if step != 1:
+                return None
+            out.append(slice(a, max(a, b)))
+        else:
+            return None
+    return out
+
+
+def _zarr_base() -> type:
+    import zarr
+
+    return zarr.Array
+
+
+class ShardedLevel(_zarr_base()):  # type: ignore[misc]
+    """A sharded cache level (``cache.layout``) as a zarr array whose basic reads (ints and
+    step-1 slices: z-planes, xz-planes, blocks, whole levels) bypass zarr's sharding codec.
+
+    Every inner chunk of a committed entry is stored raw at an offset the layout fixes, so a
+    read is one ``pread`` per run of needed inner chunks that are adjacent in a file, straight
+    into the result, files read side by side by a small thread pool. zarr reads the index of
+    each shard, then each inner chunk, one after another, each through its async pipeline.
+    Any other selection is zarr's. A file that is gone raises ``CacheGone``, as zarr reads do.
+    Stateless (each read opens its files), so thread-safe.
+    """
+
+    def __getitem__(self, selection: Any) -> Any:
+        store = self._async_array.store_path.store
+        layout = getattr(store, "layout", None)
+        sel = _basic(selection, tuple(self.shape)) if layout is not None else None
+        if sel is None or layout is None or self.dtype.byteorder == ">":
+            return super().__getitem__(selection)
+        return _read_sharded(store, layout, sel, np.dtype(self.dtype))
+
+
+_POOL: tuple[int, Any] | None = None  # (pid, executor): a forked child makes its own
+_POOL_LOCK = threading.Lock()
+
+
+def _pool() -> Any:
+    """The threads that read the files of one selection side by side (shared, lazy)."""
+    global _POOL
+    pid = os.getpid()
+    pool = _POOL
+    if pool is None or pool[0] != pid:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with _POOL_LOCK:
+            pool = _POOL
+            if pool is None or pool[0] != pid:
+                pool = _POOL = (pid, ThreadPoolExecutor(4, thread_name_prefix="ctstack-level-read"))
+    return pool[1]
+
+
+def _read_sharded(
+    store: EntryStore, layout: LevelLayout, sel: list[int | slice], dtype: np.dtype
+) -> Any:
+    """The selection ``sel`` (see ``_basic``) of a sharded level, read with ``pread``."""
+    bounds = [(s, s + 1) if isinstance(s, int) else (s.start, s.stop) for s in sel]
+    (z0, z1), (y0, y1), (x0, x1) = bounds
+    out = np.zeros((z1 - z0, y1 - y0, x1 - x0), dtype)
+    if out.size:
+        depth = layout.z_depth
+        jobs = [(iz, z0, z1, y0, y1, x0, x1) for iz in range(z0 // depth, -(-z1 // depth))]
+        base = os.fspath(store.root)
+
+        def one(job: tuple[int, ...]) -> None:
+            _read_file(store, base, layout, out, *job)
+
+        if len(jobs) > 1:
+            for _ in _pool().map(one, jobs):
+                pass
+        else:
+            one(jobs[0])
+    squeeze = tuple(i for i, s in enumerate(sel) if isinstance(s, int))
+    res = out.squeeze(axis=squeeze) if squeeze else out
+    return res[()] if res.ndim == 0 else res
+
+
+def _read_file(
+    store: EntryStore,
+    base: str,
+    layout: LevelLayout,
+    out: np.ndarray,
+    iz: int,
+    z0: int,
+    z1: int,
+    y0: int,
+    y1: int,
+    x0: int,
+    x1: int,
+) -> None:
+    """Copy the part of file ``iz`` inside ``[z0, z1) x [y0, y1) x [x0, x1)`` into ``out``."""
+    cz, cy, cx = layout.chunks
+    zf = iz * layout.z_depth
+    slot = _slots(layout, iz)
+    # inner chunks needed, by their offset in the file (slot order)
+    need = []
+    for j in range((max(z0, zf) - zf) // cz, -(-(min(z1, zf + layout.z_depth) - zf) // cz)):
+        for r in range(y0 // cy, -(-y1 // cy)):
+            need.append((slot[(j, r)], j, r))
+    need.sort()
+    key = layout.file_key(iz)
+    path = os.path.join(base, key)
+    nb = layout.chunk_bytes
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except (FileNotFoundError, NotADirectoryError):
+        raise store._gone(key) from None
+    try:
+        i = 0
+        while i < len(need):
+            k = i + 1
+            while k < len(need) and need[k][0] == need[k - 1][0] + 1:
+                k += 1
+            first = need[i][0]
+            buf = _pread_all(fd, (k - i) * nb, first * nb)
+            if len(buf) != (k - i) * nb:
+                raise store._gone(key)
+            data = np.frombuffer(buf, out.dtype.newbyteorder("<")).reshape(k - i, cz, cy, cx)
+            for n, (_, j, r) in enumerate(need[i:k]):
+                za, ya = zf + j * cz, r * cy
+                lz0, lz1 = max(z0, za), min(z1, za + cz, layout.shape[0])
+                ly0, ly1 = max(y0, ya), min(y1, ya + cy)
+                if lz1 <= lz0 or ly1 <= ly0:
+                    continue
+                out[lz0 - z0 : lz1 - z0, ly0 - y0 : ly1 - y0] = data[
+                    n, lz0 - za : lz1 - za, ly0 - ya : ly1 - ya, x0:x1
+                ]
+            i = k
+    finally:
+        os.close(fd)
+
+
+@functools.lru_cache(maxsize=256)
+def _slots(layout: LevelLayout, iz: int) -> dict[tuple[int, int], int]:
+    """Inner chunk ``(layer, row)`` of file ``iz`` -> its position in the file."""
+    return {(j, r): n for n, (j, r, _) in enumerate(layout.order(iz))}
+
+
+def _pread_all(fd: int, n: int, offset: int) -> bytes:
+    data = os.pread(fd, n, offset)
+    while len(data) < n:  # a short read (rare): continue where it stopped
+        more = os.pread(fd, n - len(data), offset + len(data))
+        if not more:
+            break
+        data += more
+    return data
 
 
 def _open_levels(entry: Path, manifest: dict[str, Any]) -> list[zarr.Array[Any]]:
-    """Open levels 1..n read-only from metadata only; raises if anything disagrees."""
+    """Open levels 1..n read-only from metadata only; raises if anything disagrees.
+
+    Each level's chunk grid must be the layout ``cache.layout`` gives its shape, and every file
+    must have the size the manifest lists: one stat per file, no pixel read.
+    """
     levels = []
     dtype = np.dtype(manifest["dtype"])
+    sizes = manifest["files"]
+    if len(sizes) != len(manifest["levels"]):
+        raise ValueError("the manifest lists files for another number of levels")
     for i, shape in enumerate(manifest["levels"], start=1):
         arr = open_level(entry, i, 2 if manifest.get("zarr_format", 3) == 2 else 3)
         if tuple(arr.shape) != tuple(shape) or np.dtype(arr.dtype) != dtype:
             raise ValueError(f"level {i} is {arr.shape} {arr.dtype}, manifest says {shape}")
-        if not _chunks_intact(entry / str(i), arr.shape, arr.chunks, dtype.itemsize):
-            raise ValueError(f"level {i} has missing or truncated chunk files")
+        layout = level_layout(arr.shape, dtype.itemsize)
+        shard = tuple(arr.shards) if arr.shards is not None else None
+        if tuple(arr.chunks) != layout.chunks or shard != (
+            layout.shard if layout.sharded else None
+        ):
+            raise ValueError(f"level {i} is not laid out as this version lays it out")
+        if not _files_intact(entry / str(i), layout, sizes[i - 1]):
+            raise ValueError(f"level {i} has missing or truncated files")
         levels.append(arr)
     return levels
 
 
-def _chunks_intact(
-    level_dir: Path, shape: tuple[int, ...], chunks: tuple[int, ...], itemsize: int
-) -> bool:
-    """Every chunk file exists with its exact uncompressed size: a stat per file, no pixel read."""
-    expected = int(np.prod([-(-n // c) for n, c in zip(shape, chunks, strict=True)]))
-    size = int(np.prod(chunks)) * itemsize
-    count = 0
-    for dirpath, _dirs, files in os.walk(level_dir / "c"):
-        for f in files:
-            if os.stat(os.path.join(dirpath, f)).st_size != size:
-                return False
-            count += 1
-    return count == expected
+def _files_intact(level_dir: Path, layout: LevelLayout, sizes: Any) -> bool:
+    """Every file of the level exists with the size the manifest lists (which must be the
+    layout's): a stat per file."""
+    if not isinstance(sizes, list) or sizes != layout.sizes():
+        return False
+    base = os.fspath(level_dir)
+    for key, size in zip(layout.file_keys(), sizes, strict=True):
+        if os.stat(os.path.join(base, key)).st_size != size:
+            return False
+    return True
 
 
 class PyramidCache:
