@@ -187,13 +187,26 @@ def test_ome_zarr_round_trip(u16, tmp_path, version, level):
     assert attrs["ctstack"]["level"] == level
 
 
-def test_ome_zarr_read_by_ome_zarr_py_and_napari_plugin(u16, tmp_path):
+@pytest.mark.parametrize(
+    ("version", "compression", "shard"),
+    [("0.4", "lz4", False), ("0.5", "zstd", True), ("0.5", "none", False), ("0.4", "none", False)],
+)
+def test_ome_zarr_read_by_ome_zarr_py_and_napari_plugin(u16, tmp_path, version, compression, shard):
     from ome_zarr.io import parse_url
     from ome_zarr.reader import Multiscales, Reader
 
     folder, ref = u16
     out = tmp_path / "img.ome.zarr"
-    ctstack.export(folder, out, format="ome-zarr", max_size=8, **region_kw())
+    ctstack.export(
+        folder,
+        out,
+        format="ome-zarr",
+        max_size=8,
+        ngff_version=version,
+        compression=compression,
+        shard=shard,
+        **region_kw(),
+    )
     want = ref[0][level_slices(REGION, 0)]
     nodes = list(Reader(parse_url(str(out)))())
     image = next(n for n in nodes if n.load(Multiscales))

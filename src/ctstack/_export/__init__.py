@@ -209,14 +209,22 @@ def export(
     prefix: str | None = None,
     ngff_version: str = "0.4",
     max_size: int = DEFAULT_MAX_SIZE,
+    client: Any = None,
+    compression: str = "lz4",
+    shard: bool = False,
 ) -> ExportResult:
     """Write the level-0 region ``z, y, x`` (slices or (start, stop) pairs) at ``level``.
 
     ``format``: "tiff" / "png" / "bmp" (a folder of slices, ``prefix`` overrides the source
     prefix), "tiff-stack" (one file), "ome-zarr" (``ngff_version`` "0.4" or "0.5"; levels
-    halve until ``max_size``). ``window=(low, high)`` writes uint8 scaled from that window.
+    halve until ``max_size``; ``compression`` "lz4" (blosc-lz4, the default), "zstd" or "none";
+    ``shard=True`` gathers chunks into zarr v3 shards, NGFF 0.5 only).
+    ``window=(low, high)`` writes uint8 scaled from that window.
     ``progress(done, total)`` counts exported planes (and source slices while a missing
     pyramid is built for level > 0). Returns an ExportResult (files, bytes, seconds).
+    With a ``distributed.Client``, slice folders and OME-Zarr are written by region tasks on
+    its cluster (``ctstack._cluster.export``), byte-identical to a local export; a
+    "tiff-stack" (one file) is written here.
     """
     from ..stack import Stack, open_stack
 
@@ -232,7 +240,21 @@ def export(
 
         check_dtype(fmt, dtype)
     check_prefix(prefix)
+    zarr_options = _zarr_options(fmt, ngff_version, compression, shard)
     out = check_target(Path(out), overwrite, stack, fmt)
+    if client is not None and fmt != "tiff-stack":
+        from .._cluster.export import ensure_level, export_on_cluster
+
+        ensure_level(stack, int(level), client, progress, cancel)
+        region = resolve(stack, z, y, x, int(level), progress, cancel)
+        prov = record(stack, region, fmt, win)
+        result = export_on_cluster(
+            client, stack, out, fmt, region, win, prov, prefix, overwrite, ngff_version,
+            max_size, progress, cancel, **zarr_options,
+        )  # fmt: skip
+        result.shape, result.dtype = region.shape, dtype.name
+        result.level, result.region = region.level, region.describe()
+        return result
     region = resolve(stack, z, y, x, int(level), progress, cancel)
     prov = record(stack, region, fmt, win)
     reader = PlaneReader(stack, region, win)
@@ -244,8 +266,9 @@ def export(
         result = _tiff_stack(out, region, planes, dtype, prov, overwrite, nbytes)
     else:
         result = _ome_zarr(
-            stack, out, region, planes, dtype, prov, overwrite, ngff_version, max_size
-        )
+            stack, out, region, planes, dtype, prov, overwrite, ngff_version, max_size,
+            compression, shard,
+        )  # fmt: skip
     result.shape, result.dtype = region.shape, dtype.name
     result.level, result.region = region.level, region.describe()
     return result
@@ -298,6 +321,19 @@ def _tiff_stack(
     )
 
 
+def _zarr_options(fmt: str, version: str, compression: str, shard: bool) -> dict[str, Any]:
+    """Check the OME-Zarr options up front (before any pixel is read); return the non-default
+    ones (for the cluster export). Other formats take only the defaults."""
+    if fmt != "ome-zarr":
+        if compression != "lz4" or shard:
+            raise UnsupportedExport("compression= and shard= apply to format='ome-zarr' only")
+        return {}
+    from .ome_zarr import check_options
+
+    check_options(version, compression, shard)
+    return {"compression": compression, "shard": shard} if compression != "lz4" or shard else {}
+
+
 def _ome_zarr(
     stack: Stack,
     out: Path,
@@ -308,14 +344,17 @@ def _ome_zarr(
     overwrite: bool,
     version: str,
     max_size: int,
+    compression: str = "lz4",
+    shard: bool = False,
 ) -> ExportResult:
     from .ome_zarr import estimate_bytes, write_ome_zarr
 
     check_space(out.parent, estimate_bytes(region, dtype, max_size))
     with Staging(out, overwrite, folder=True, fmt="ome-zarr", prov=prov) as stage:
         n = write_ome_zarr(
-            stage.tmp, (p for _, p in planes), region, dtype, prov, stack.name, version, max_size
-        )
+            stage.tmp, (p for _, p in planes), region, dtype, prov, stack.name, version,
+            max_size, compression, shard,
+        )  # fmt: skip
         stage.commit()
     return ExportResult(
         out,
@@ -323,5 +362,5 @@ def _ome_zarr(
         [out],
         tree_bytes(out),
         stage.elapsed(),
-        extra={"levels": n, "ngff_version": version},
+        extra={"levels": n, "ngff_version": version, "compression": compression, "shard": shard},
     )
