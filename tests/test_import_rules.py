@@ -21,6 +21,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 ROOT = "ctstack"
 NAPARI = "ctstack.napari"
 QT_LAYER = "ctstack.napari._qt"
+JUPYTER = "ctstack.jupyter"  # the Jupyter face: may import the engine and anywidget only
 GUI = {"napari", "magicgui", "vispy", "anywidget", "ipywidgets"}
 QT = {"qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "superqt", "magicgui"}
 ENGINE_EXCEPTIONS = {"ctstack._cli.demo"}  # the demo launcher starts napari by design
@@ -134,10 +135,34 @@ def test_engine_imports_no_gui():
         i
         for i in ALL
         if not _within(i.source, NAPARI)
+        and not _within(i.source, JUPYTER)
         and i.source not in ENGINE_EXCEPTIONS
         and (_top(i.target) in GUI | QT or _within(i.target, NAPARI))
     ]
     assert not bad, "the engine must not import napari, Qt or the napari face:\n" + _show(bad)
+
+
+def test_jupyter_face_imports_no_napari_or_qt():
+    """ctstack.jupyter stands on the engine and anywidget: no napari, Qt or napari face."""
+    banned = (GUI | QT) - {"anywidget", "ipywidgets"}
+    bad = [
+        i
+        for i in ALL
+        if _within(i.source, JUPYTER) and (_top(i.target) in banned or _within(i.target, NAPARI))
+    ]
+    assert not bad, "the Jupyter face must not import napari or Qt:\n" + _show(bad)
+
+
+def test_engine_never_imports_the_jupyter_face():
+    """Only the root package's lazy ``view`` re-export names ctstack.jupyter."""
+    bad = [
+        i
+        for i in ALL
+        if not _within(i.source, JUPYTER)
+        and _within(i.target, JUPYTER)
+        and not (i.source == ROOT and i.lazy)
+    ]
+    assert not bad, "the engine must not import ctstack.jupyter:\n" + _show(bad)
 
 
 def test_only_qt_layer_imports_qt():
@@ -269,3 +294,49 @@ def test_gui_and_worker_code_leaves_the_warnings_filter_alone():
                     if a.name in banned
                 )
     assert not bad, "\n".join(bad)
+
+
+CLUSTER = "ctstack._cluster"  # cluster builds and exports: an optional extra (distributed)
+CLUSTER_USERS = {"ctstack.stack", "ctstack._export", "ctstack._cli.pyramid", "ctstack._cli.export"}
+
+
+def _module_level_imports(module: str) -> set[str]:
+    """Top-level names a module imports when it is loaded (not in functions or TYPE_CHECKING)."""
+    found: set[str] = set()
+    tree = ast.parse(MODULES[module].read_text(encoding="utf-8"))
+
+    def visit(nodes: list[ast.stmt]) -> None:
+        for node in nodes:
+            if isinstance(node, ast.If) and _is_type_checking(node.test):
+                visit(node.orelse)
+            elif isinstance(node, ast.Import):
+                found.update(_top(a.name) for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                found.add(_top(node.module or ""))
+            elif isinstance(node, ast.If | ast.Try | ast.With):
+                for block in ("body", "orelse", "finalbody", "handlers"):
+                    for child in getattr(node, block, []):
+                        visit(getattr(child, "body", None) or [child])
+
+    visit(tree.body)
+    return found
+
+
+def test_cluster_layering():
+    """``distributed`` is loaded only inside the functions of ctstack._cluster that talk to a
+    cluster (``import ctstack`` and the core CLI work without it); _cluster stands on the engine
+    (no face imports it but the CLI, and it imports no face); the engine reaches it only from
+    the ``client=`` entry points."""
+    eager = [m for m in MODULES if "distributed" in _module_level_imports(m)]
+    assert not eager, f"modules importing distributed when loaded: {eager}"
+    outside = [i for i in ALL if _top(i.target) == "distributed" and not _within(i.source, CLUSTER)]
+    assert not outside, _show(outside)
+    faces = [
+        i
+        for i in ALL
+        if _within(i.source, CLUSTER)
+        and any(_within(i.target, f) for f in (NAPARI, JUPYTER, "ctstack._cli", "ctstack.cli"))
+    ]
+    assert not faces, _show(faces)
+    users = {i.source for i in ALL if _within(i.target, CLUSTER) and not _within(i.source, CLUSTER)}
+    assert users <= CLUSTER_USERS, users - CLUSTER_USERS

@@ -186,13 +186,21 @@ class Stack:
         max_size: int = DEFAULT_MAX_SIZE,
         rebuild: bool = False,
         cache_dir: StrPath | None = None,
+        client: Any = None,
     ) -> list[da.Array]:
         """Build (or reuse) the pyramid cache and return the levels, level 0 first.
 
-        The result is kept as ``stack.pyramid``; see ``ctstack.pyramid.make_pyramid``.
+        The result is kept as ``stack.pyramid``; see ``ctstack.pyramid.make_pyramid``. With a
+        ``distributed.Client``, slab tasks on its cluster build it (``ctstack._cluster``; the
+        stack and ``cache_dir`` must be on a filesystem every worker sees); same result.
         """
         from .pyramid import make_pyramid
 
+        if client is not None:
+            from ._cluster.build import build_on_cluster
+
+            built = build_on_cluster(self, client, progress, cancel, max_size, rebuild, cache_dir)
+            return self._adopt(built.pyramid)
         made = make_pyramid(
             self,
             progress=progress,

@@ -55,22 +55,6 @@ def parse_window(text: str | None) -> tuple[float, float] | str | None:
         raise InvalidArgument(f"--window is LOW:HIGH or a preset name, got {text!r}") from exc
 
 
-def window_of(
-    value: tuple[float, float] | str | None, stack: Stack, path: str
-) -> tuple[float, float] | None:
-    """The window of one stack: a preset resolves through the engine's table (percentiles of
-    a small sample; a Hounsfield preset on data that is not HU fails, naming the file)."""
-    from ..errors import InvalidArgument
-    from ..windows import resolve_window
-
-    if not isinstance(value, str):
-        return value
-    try:
-        return resolve_window(stack, value)[0]
-    except InvalidArgument as exc:
-        raise InvalidArgument(f"{path}: {exc}") from exc
-
-
 def add_common(parser: argparse.ArgumentParser) -> None:
     """Arguments export and mesh share: paths, region, level, ROI, overwrite."""
     parser.add_argument(
@@ -266,6 +250,7 @@ def _item_json(item: BatchItem) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     from .._export import export, plan_export
+    from ..batch import stack_window
     from ..errors import InvalidArgument
 
     inputs, out, batch = split_paths(args)
@@ -285,7 +270,7 @@ def run(args: argparse.Namespace) -> int:
             raise InvalidArgument("--dry-run plans one stack; give one PATH and OUT")
         return run_batch_cli(args, inputs, out, args.format, **options)
     stack = open_for(args, inputs[0])
-    window = options["window"] = window_of(window, stack, inputs[0])
+    window = options["window"] = stack_window(stack, window)
     region = region_of(args, stack)
     region.pop("_selection", None)
     plan = plan_export(stack, out, level=args.level, format=args.format, window=window, **region)
