@@ -80,7 +80,13 @@ def export_on_cluster(
     """Write the export with region tasks on ``client``'s cluster; same result as locally
     (``compression`` and ``shard``: the OME-Zarr options of the local export)."""
     from .._export.planes import out_dtype
-    from .._export.writing import ExportResult, Staging, check_space, tree_bytes
+    from .._export.writing import (
+        ExportResult,
+        Staging,
+        check_space,
+        ome_zarr_result,
+        tree_bytes,
+    )
     from .checks import check_workers
 
     dtype = out_dtype(stack, window)
@@ -119,19 +125,8 @@ def export_on_cluster(
         _count(progress, region.shape[0])
         stage.commit()
     if fmt == "ome-zarr":
-        return ExportResult(
-            out,
-            "ome-zarr",
-            [out],
-            tree_bytes(out),
-            stage.elapsed(),
-            extra={
-                "levels": extra["levels"],
-                "ngff_version": version,
-                "compression": compression,
-                "shard": shard,
-                "tasks": extra["tasks"],
-            },
+        return ome_zarr_result(
+            out, stage.elapsed(), extra["levels"], version, compression, shard, tasks=extra["tasks"]
         )
     from .._export.slices import naming
 

@@ -27,7 +27,14 @@ from .guard import check_parent, check_prefix, check_target
 from .planes import PlaneReader, check_window, iter_planes, out_dtype, resolve
 from .provenance import record
 from .regions import Region, make_region
-from .writing import ExportResult, Staging, check_space, human_bytes, tree_bytes
+from .writing import (
+    ExportResult,
+    Staging,
+    check_space,
+    human_bytes,
+    ome_zarr_result,
+    tree_bytes,
+)
 
 if TYPE_CHECKING:
     from ..stack import Stack
@@ -356,11 +363,4 @@ def _ome_zarr(
             max_size, compression, shard,
         )  # fmt: skip
         stage.commit()
-    return ExportResult(
-        out,
-        "ome-zarr",
-        [out],
-        tree_bytes(out),
-        stage.elapsed(),
-        extra={"levels": n, "ngff_version": version, "compression": compression, "shard": shard},
-    )
+    return ome_zarr_result(out, stage.elapsed(), n, version, compression, shard)

@@ -48,6 +48,15 @@ class ExportResult:
     __str__ = summary
 
 
+def ome_zarr_result(
+    out: Path, seconds: float, levels: int, version: str, compression: str, shard: bool, **more: Any
+) -> ExportResult:
+    """The result of an OME-Zarr export (local or on a cluster: ``more`` adds e.g. ``tasks``)."""
+    extra = {"levels": levels, "ngff_version": version, "compression": compression}
+    extra |= {"shard": shard, **more}
+    return ExportResult(out, "ome-zarr", [out], tree_bytes(out), seconds, extra=extra)
+
+
 def human_bytes(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if n < 1024 or unit == "TiB":
