@@ -532,3 +532,97 @@ def test_sharded_reads_are_thread_safe_and_a_missing_shard_is_cachegone(tmp_path
         arr[layout.z_depth :: 2, 5]  # zarr: the index comes from the layout, the chunk read fails
     with pytest.raises(errors.CacheGone):
         zarr.Array.__getitem__(arr, (slice(None), 5))
+
+
+def _plain_level(tmp_path, monkeypatch, shape, dtype, seed=0):
+    """A plain-chunk level (small chunks, so edge chunks everywhere) written and opened."""
+    from ctstack.cache.store import open_level
+
+    monkeypatch.setattr(K, "READ_BUDGET", 4096)
+    monkeypatch.setattr(G, "MIN_FILE_BYTES", 1)
+    monkeypatch.setattr(G, "MAX_FILES_PER_LEVEL", 100_000)
+    folder = tmp_path / f"e{seed}"
+    folder.mkdir()
+    (layout,) = create_levels(folder, [shape], dtype, "k" * 64)
+    assert not layout.sharded
+    data = volume(shape, dtype, seed=seed)
+    write_block(folder, 1, shape, dtype, 0, data)
+    return folder, layout, data, open_level(folder, 1)
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "uint16", "float32", "float64"])
+@pytest.mark.parametrize("shape", [(37, 70, 19), (40, 130, 33), (17, 64, 8), (1, 5, 3)])
+def test_plain_levels_read_the_same_arrays_as_zarr(tmp_path, monkeypatch, dtype, shape):
+    """``open_level`` of a plain-chunk level reads basic selections itself (``PlainLevel``,
+    preads of the chunk files): the same arrays as zarr's own reader and the data written, for
+    planes, xz-planes, blocks across edge chunks, the whole level, scalars; other selections
+    go to zarr."""
+    import zarr
+
+    from ctstack.cache.store import EntryStore, PlainLevel
+
+    folder, layout, data, ours = _plain_level(tmp_path, monkeypatch, shape, dtype)
+    z, y, x = shape
+    assert shape[0] == 1 or layout.z_files > 1 or layout.y_files > 1
+    assert isinstance(ours, PlainLevel) and isinstance(ours, zarr.Array)
+    assert isinstance(ours.store, EntryStore) and ours.store.plain == layout
+    theirs = zarr.open_array(str(folder / "1"), mode="r")
+    cz, cy, _ = layout.chunks
+    sels = [] if z < 3 or y < 6 else _selections(shape)
+    sels += [
+        (slice(cz - 1, cz + 1), slice(cy - 1, cy + 1)),  # across chunk corners
+        (slice(z - 1, z), slice(y - 1, y), slice(x - 1, x)),  # the last voxel, edge chunk
+        (slice(None), slice(max(0, y - cy - 1), y)),
+        (z - 1, slice(None), slice(0, 1)),
+        (slice(None, None, 1), -1, -1),
+        (np.int64(0), np.int32(y - 1)),
+    ]
+    for sel in sels:
+        got = ours[sel]
+        np.testing.assert_array_equal(got, theirs[sel], err_msg=str(sel))
+        np.testing.assert_array_equal(got, data[sel], err_msg=str(sel))
+        assert np.asarray(got).dtype == np.dtype(dtype)
+        assert np.shape(got) == np.shape(data[sel]), sel
+    np.testing.assert_array_equal(ours.oindex[[0], :, [0]], data[[0]][:, :, [0]])
+    np.testing.assert_array_equal(ours[::2, 0], data[::2, 0])  # a step: zarr's path
+    np.testing.assert_array_equal(np.asarray(ours), data)
+    np.testing.assert_array_equal(zarr.Array.__getitem__(ours, (slice(None), 0)), data[:, 0])
+
+
+def test_plain_reads_are_thread_safe_and_a_missing_chunk_is_cachegone(tmp_path, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    import zarr
+
+    shape = (40, 130, 33)
+    folder, layout, data, arr = _plain_level(tmp_path, monkeypatch, shape, "uint16")
+    assert layout.z_files > 2 and layout.y_files > 2
+
+    def read(k: int) -> bool:
+        y = k % shape[1]
+        return bool(
+            np.array_equal(arr[:, y], data[:, y])
+            and np.array_equal(arr[k % 40], data[k % 40])
+            and np.array_equal(
+                arr[k % 7 : k % 7 + 20, 3:90, 1:], data[k % 7 : k % 7 + 20, 3:90, 1:]
+            )
+        )
+
+    with ThreadPoolExecutor(8) as pool:
+        assert all(pool.map(read, range(200)))
+    cz, cy, _ = layout.chunks
+    (folder / "1" / layout.file_key(1, 1)).unlink()
+    np.testing.assert_array_equal(arr[0], data[0])  # other chunks still read
+    np.testing.assert_array_equal(arr[cz, 2 * cy :], data[cz, 2 * cy :])
+    for sel in (cz, (slice(None), cy), slice(None), (slice(None), cy, 3), (cz, cy, 0)):
+        with pytest.raises(errors.CacheGone, match="gone"):
+            arr[sel]
+    with pytest.raises(errors.CacheGone):
+        arr[cz::2, cy]  # a step: zarr's path through the EntryStore
+    with pytest.raises(errors.CacheGone):
+        zarr.Array.__getitem__(arr, (slice(None), cy))
+    # a truncated chunk file is gone too (the entry was replaced under us)
+    path = folder / "1" / layout.file_key(2, 0)
+    path.write_bytes(path.read_bytes()[:10])
+    with pytest.raises(errors.CacheGone):
+        arr[2 * cz + cz - 1]

@@ -13,7 +13,10 @@ removed (``cache clean``, a rebuild) while it was open; that raises ``CacheGone`
 entry instead of reading zeros. A sharded level is a :class:`ShardedLevel`, a zarr array whose
 basic selections (planes, xz-planes, blocks, the whole level) are read with ``pread`` straight
 from the inner chunks, whose offsets the layout fixes, instead of through zarr's sharding codec
-(an index read and an async pipeline per shard); same arrays, same ``CacheGone``.
+(an index read and an async pipeline per shard); same arrays, same ``CacheGone``. A
+plain-chunk level is a :class:`PlainLevel`: the same, each chunk file read with ``pread``
+(about half the CPU of zarr's codec pipeline for a 32 MB band, so background reads take less
+from the thread that paints).
 """
 
 from __future__ import annotations
@@ -68,6 +71,7 @@ class EntryStore(LocalStore):
         self.entry = str(entry)
         self.level = level
         self.layout: LevelLayout | None = None  # set by open_level for a sharded level
+        self.plain: LevelLayout | None = None  # set by open_level for a plain-chunk level
 
     def __eq__(self, other: object) -> bool:
         return super().__eq__(other) and getattr(other, "entry", None) == self.entry
@@ -139,8 +143,10 @@ def open_level(entry: Path, level: int, zarr_format: Literal[2, 3] = 3) -> zarr.
 
     store = EntryStore(entry / str(level), entry, level)
     arr = zarr.open_array(store=store, mode="r", zarr_format=zarr_format)
-    if arr.shards is not None and zarr_format == 3:
-        layout = level_layout(arr.shape, np.dtype(arr.dtype).itemsize)
+    if zarr_format != 3:
+        return arr
+    layout = level_layout(arr.shape, np.dtype(arr.dtype).itemsize)
+    if arr.shards is not None:
         if (
             layout.sharded
             and tuple(arr.shards) == layout.shard
@@ -148,7 +154,25 @@ def open_level(entry: Path, level: int, zarr_format: Literal[2, 3] = 3) -> zarr.
         ):
             store.layout = layout
             return ShardedLevel(arr._async_array)
+    elif not layout.sharded and tuple(arr.chunks) == layout.chunks and _raw_chunks(arr):
+        store.plain = layout
+        return PlainLevel(arr._async_array)
     return arr
+
+
+def _raw_chunks(arr: zarr.Array[Any]) -> bool:
+    """Whether each chunk of ``arr`` is stored as its raw little-endian bytes at the key
+    ``LevelLayout.file_key`` names (no filter, no compressor, zarr's default key encoding)."""
+    from zarr.codecs import BytesCodec
+
+    meta = arr.metadata
+    codecs: tuple[Any, ...] = tuple(getattr(meta, "codecs", ()))
+    if len(codecs) != 1 or not isinstance(codecs[0], BytesCodec):
+        return False
+    endian = getattr(codecs[0].endian, "value", codecs[0].endian)
+    if endian not in (None, "little"):
+        return False
+    return bool(meta.encode_chunk_key((1, 2, 0)) == "c/1/2/0")
 
 
 def _basic(selection: Any, shape: tuple[int, ...]) -> list[int | slice] | None:
@@ -202,6 +226,106 @@ class ShardedLevel(_zarr_base()):  # type: ignore[misc]
         if sel is None or layout is None or self.dtype.byteorder == ">":
             return super().__getitem__(selection)
         return _read_sharded(store, layout, sel, np.dtype(self.dtype))
+
+
+class PlainLevel(_zarr_base()):  # type: ignore[misc]
+    """A plain-chunk cache level (``cache.layout``) as a zarr array whose basic reads (ints and
+    step-1 slices, except a single voxel) ``pread`` the chunk files directly instead of going
+    through zarr's codec pipeline (about half the CPU time and wall time for a 32 MB band).
+
+    Each file is one chunk ``(cz, cy, X)``, raw little-endian and C-ordered, padded to the full
+    chunk shape at the level's edges (as zarr writes it), so the planes a read needs are one
+    contiguous byte run of the file (one plane: just its rows). Files are read side by side
+    by the shared thread pool. Any other selection is zarr's. A file that is gone raises
+    ``CacheGone``, as zarr reads do. Stateless (each read opens its files), so thread-safe.
+    """
+
+    def __getitem__(self, selection: Any) -> Any:
+        store = self._async_array.store_path.store
+        layout = getattr(store, "plain", None)
+        sel = _basic(selection, tuple(self.shape)) if layout is not None else None
+        if (
+            sel is None
+            or layout is None
+            or self.dtype.byteorder == ">"
+            or all(isinstance(s, int) for s in sel)  # one voxel: zarr's (nothing to gain)
+        ):
+            return super().__getitem__(selection)
+        return _read_plain(store, layout, sel, np.dtype(self.dtype))
+
+
+def _read_plain(
+    store: EntryStore, layout: LevelLayout, sel: list[int | slice], dtype: np.dtype
+) -> Any:
+    """The selection ``sel`` (see ``_basic``) of a plain-chunk level, read with ``pread``."""
+    bounds = [(s, s + 1) if isinstance(s, int) else (s.start, s.stop) for s in sel]
+    (z0, z1), (y0, y1), (x0, x1) = bounds
+    out = np.empty((z1 - z0, y1 - y0, x1 - x0), dtype)
+    if out.size:
+        cz, cy = layout.chunks[:2]
+        jobs = [
+            (iz, iy) for iz in range(z0 // cz, -(-z1 // cz)) for iy in range(y0 // cy, -(-y1 // cy))
+        ]
+        base = os.fspath(store.root)
+
+        def one(job: tuple[int, int]) -> None:
+            _read_chunk(store, base, layout, out, job[0], job[1], bounds)
+
+        if len(jobs) > 1:
+            for _ in _pool().map(one, jobs):
+                pass
+        else:
+            one(jobs[0])
+    squeeze = tuple(i for i, s in enumerate(sel) if isinstance(s, int))
+    res = out.squeeze(axis=squeeze) if squeeze else out
+    return res[()] if res.ndim == 0 else res
+
+
+def _read_chunk(
+    store: EntryStore,
+    base: str,
+    layout: LevelLayout,
+    out: np.ndarray,
+    iz: int,
+    iy: int,
+    bounds: list[tuple[int, int]],
+) -> None:
+    """Copy the part of chunk file ``(iz, iy)`` inside ``bounds`` into ``out``."""
+    (z0, z1), (y0, y1), (x0, x1) = bounds
+    cz, cy, cx = layout.chunks
+    za, ya = iz * cz, iy * cy
+    lz0, lz1 = max(z0, za) - za, min(z1, za + cz) - za
+    ly0, ly1 = max(y0, ya) - ya, min(y1, ya + cy) - ya
+    isz = out.dtype.itemsize
+    if lz1 - lz0 == 1:  # one plane: just its rows
+        offset, shape = (lz0 * cy + ly0) * cx * isz, (1, ly1 - ly0, cx)
+        rows = slice(None)
+    else:
+        offset, shape = lz0 * cy * cx * isz, (lz1 - lz0, cy, cx)
+        rows = slice(ly0, ly1)
+    buf = np.empty(shape, out.dtype.newbyteorder("<"))
+    key = layout.file_key(iz, iy)
+    try:
+        fd = os.open(os.path.join(base, key), os.O_RDONLY)
+    except (FileNotFoundError, NotADirectoryError):
+        raise store._gone(key) from None
+    try:
+        if _preadv_all(fd, memoryview(buf.data).cast("B"), offset) != buf.nbytes:
+            raise store._gone(key)
+    finally:
+        os.close(fd)
+    out[za + lz0 - z0 : za + lz1 - z0, ya + ly0 - y0 : ya + ly1 - y0] = buf[:, rows, x0:x1]
+
+
+def _preadv_all(fd: int, view: memoryview, offset: int) -> int:
+    """Fill ``view`` from ``fd`` at ``offset``; the bytes read (fewer only at end of file)."""
+    done = 0
+    while done < len(view):
+        n = os.preadv(fd, [view[done:]], offset + done)
+        if not n:
+            break
+        done += n
+    return done
 
 
 _POOL: tuple[int, Any] | None = None  # (pid, executor): a forked child makes its own
