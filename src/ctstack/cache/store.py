@@ -254,22 +254,24 @@ class PlainLevel(_zarr_base()):  # type: ignore[misc]
         return _read_plain(store, layout, sel, np.dtype(self.dtype))
 
 
-def _read_plain(
-    store: EntryStore, layout: LevelLayout, sel: list[int | slice], dtype: np.dtype
+def _gather(
+    sel: list[int | slice],
+    dtype: np.dtype,
+    zeros: bool,
+    jobs_of: Callable[[int, int, int, int], list[tuple[int, ...]]],
+    read: Callable[[np.ndarray, tuple[int, ...], list[tuple[int, int]]], None],
 ) -> Any:
-    """The selection ``sel`` (see ``_basic``) of a plain-chunk level, read with ``pread``."""
+    """Read the selection ``sel`` (see ``_basic``) file by file: ``jobs_of(z0, z1, y0, y1)``
+    lists the files, ``read(out, job, bounds)`` copies one into ``out``, several side by side
+    on the shared pool; ints in ``sel`` drop their axis, as numpy would."""
     bounds = [(s, s + 1) if isinstance(s, int) else (s.start, s.stop) for s in sel]
     (z0, z1), (y0, y1), (x0, x1) = bounds
-    out = np.empty((z1 - z0, y1 - y0, x1 - x0), dtype)
+    out = (np.zeros if zeros else np.empty)((z1 - z0, y1 - y0, x1 - x0), dtype)
     if out.size:
-        cz, cy = layout.chunks[:2]
-        jobs = [
-            (iz, iy) for iz in range(z0 // cz, -(-z1 // cz)) for iy in range(y0 // cy, -(-y1 // cy))
-        ]
-        base = os.fspath(store.root)
+        jobs = jobs_of(z0, z1, y0, y1)
 
-        def one(job: tuple[int, int]) -> None:
-            _read_chunk(store, base, layout, out, job[0], job[1], bounds)
+        def one(job: tuple[int, ...]) -> None:
+            read(out, job, bounds)
 
         if len(jobs) > 1:
             for _ in _pool().map(one, jobs):
@@ -279,6 +281,23 @@ def _read_plain(
     squeeze = tuple(i for i, s in enumerate(sel) if isinstance(s, int))
     res = out.squeeze(axis=squeeze) if squeeze else out
     return res[()] if res.ndim == 0 else res
+
+
+def _read_plain(
+    store: EntryStore, layout: LevelLayout, sel: list[int | slice], dtype: np.dtype
+) -> Any:
+    """The selection ``sel`` (see ``_basic``) of a plain-chunk level, read with ``pread``."""
+    cz, cy = layout.chunks[:2]
+    base = os.fspath(store.root)
+
+    def jobs(z0: int, z1: int, y0: int, y1: int) -> list[tuple[int, ...]]:
+        zs, ys = range(z0 // cz, -(-z1 // cz)), range(y0 // cy, -(-y1 // cy))
+        return [(iz, iy) for iz in zs for iy in ys]
+
+    def read(out: np.ndarray, job: tuple[int, ...], bounds: list[tuple[int, int]]) -> None:
+        _read_chunk(store, base, layout, out, job[0], job[1], bounds)
+
+    return _gather(sel, dtype, False, jobs, read)
 
 
 def _read_chunk(
@@ -351,25 +370,17 @@ def _read_sharded(
     store: EntryStore, layout: LevelLayout, sel: list[int | slice], dtype: np.dtype
 ) -> Any:
     """The selection ``sel`` (see ``_basic``) of a sharded level, read with ``pread``."""
-    bounds = [(s, s + 1) if isinstance(s, int) else (s.start, s.stop) for s in sel]
-    (z0, z1), (y0, y1), (x0, x1) = bounds
-    out = np.zeros((z1 - z0, y1 - y0, x1 - x0), dtype)
-    if out.size:
-        depth = layout.z_depth
-        jobs = [(iz, z0, z1, y0, y1, x0, x1) for iz in range(z0 // depth, -(-z1 // depth))]
-        base = os.fspath(store.root)
+    depth = layout.z_depth
+    base = os.fspath(store.root)
 
-        def one(job: tuple[int, ...]) -> None:
-            _read_file(store, base, layout, out, *job)
+    def jobs(z0: int, z1: int, y0: int, y1: int) -> list[tuple[int, ...]]:
+        return [(iz,) for iz in range(z0 // depth, -(-z1 // depth))]
 
-        if len(jobs) > 1:
-            for _ in _pool().map(one, jobs):
-                pass
-        else:
-            one(jobs[0])
-    squeeze = tuple(i for i, s in enumerate(sel) if isinstance(s, int))
-    res = out.squeeze(axis=squeeze) if squeeze else out
-    return res[()] if res.ndim == 0 else res
+    def read(out: np.ndarray, job: tuple[int, ...], bounds: list[tuple[int, int]]) -> None:
+        (z0, z1), (y0, y1), (x0, x1) = bounds
+        _read_file(store, base, layout, out, job[0], z0, z1, y0, y1, x0, x1)
+
+    return _gather(sel, dtype, True, jobs, read)
 
 
 def _read_file(
