@@ -42,7 +42,7 @@ Range = tuple[int, int]
 
 COLORMAPS = ("gray", "gray_r", "viridis", "magma", "inferno", "plasma")
 """Colormaps every face supports (napari names); a face may accept more napari names."""
-LAYOUTS = ("xy", "ortho")
+LAYOUTS = ("xy", "ortho", "3d")
 
 
 @dataclass(frozen=True)
@@ -382,7 +382,7 @@ class ViewModel:
 
     @property
     def layout(self) -> str:
-        """``"xy"`` (one plane) or ``"ortho"`` (XY, XZ and YZ)."""
+        """``"xy"`` (one plane), ``"ortho"`` (XY, XZ, YZ and 3D) or ``"3d"`` (3D alone)."""
         return self._layout
 
     @layout.setter

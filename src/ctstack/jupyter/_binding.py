@@ -14,18 +14,53 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from ..errors import CTStackError
+from ..errors import CTStackError, InvalidArgument
+from ..roi import ROI
 
 if TYPE_CHECKING:
     from ..viewmodel import ViewModel
 
-FIELDS = ("crosshair", "window", "window_preset", "colormap", "layout")
+FIELDS = (
+    "crosshair", "window", "window_preset", "colormap", "layout",
+    "roi", "threshold", "level_3d", "measurements",
+)  # fmt: skip
 
 
 def to_trait(name: str, value: Any) -> Any:
-    """A model value as its traitlet holds it (tuples become lists)."""
+    """A model value as its traitlet holds it (JSON: tuples become lists, objects dicts).
+
+    ``roi``: ``{"z": [start, stop], "y": ..., "x": ..., "source": str, "reason": str}``
+    (level-0, half-open); ``measurements``: a list of ``{"start": [z, y, x], "end": [z, y, x],
+    "length": float, "unit": str}``."""
     if name in ("crosshair", "window"):
         return list(value)
+    if name == "roi":
+        return {**{a: list(getattr(value, a)) for a in "zyx"}, "source": value.source,
+                "reason": value.reason}  # fmt: skip
+    if name == "measurements":
+        return [
+            {"start": list(m.start), "end": list(m.end), "length": m.length, "unit": m.unit}
+            for m in value
+        ]
+    return value
+
+
+def from_trait(name: str, value: Any) -> Any:
+    """A traitlet value as the model's setter takes it (the reverse of :func:`to_trait`)."""
+    if name == "roi":
+        if not isinstance(value, dict):
+            raise InvalidArgument(f"roi is a dict with z, y and x ranges, got {value!r}")
+        try:
+            return ROI.from_dict({"source": "user", **value})
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidArgument(f"roi needs z, y and x as [start, stop], got {value!r}") from exc
+    if name == "measurements":
+        try:
+            return [(m["start"], m["end"]) for m in value]
+        except (KeyError, TypeError) as exc:
+            raise InvalidArgument(
+                f"measurements are dicts with start and end points, got {value!r}"
+            ) from exc
     return value
 
 
@@ -99,7 +134,7 @@ class ModelBinding:
         browser = self._from_browser(widget)
         try:
             with self._guard(name):
-                setattr(self.model, name, change["new"])
+                setattr(self.model, name, from_trait(name, change["new"]))
         except CTStackError as exc:
             self._push(name, getattr(self.model, name))
             self._on_refused(widget, name, str(exc))

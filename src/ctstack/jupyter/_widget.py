@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import threading
 import weakref
+from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,8 +33,18 @@ if TYPE_CHECKING:
     from ..stack import Stack
 
 ASSETS = Path(__file__).parent
+MODULES = ("viewer.js", "volume3d.js", "tools.js", "export.js")
+"""The browser module's files, joined in this order: viewer.js declares ``ADDONS``, the others
+register their add-ons in it at load (see viewer.js)."""
 RENDERERS = ("auto", "webgl2", "canvas2d")
-DEFAULT_SIZE = {"ortho": 360, "xy": 640}
+DEFAULT_SIZE = {"ortho": 360, "xy": 640, "3d": 640}
+
+
+def browser_module() -> str:
+    """The ES module anywidget loads: the files of MODULES that exist, joined."""
+    parts = [(ASSETS / name) for name in MODULES]
+    return "\n".join(f"// ---- {p.name}\n" + p.read_text(encoding="utf-8") for p in parts if p.is_file())
+
 
 
 class ScreenshotError(CTStackError):
@@ -54,7 +65,7 @@ class Viewer(anywidget.AnyWidget):
     pauses (no tiles are served) and browser-answered requests cannot resolve.
     """
 
-    _esm = ASSETS / "viewer.js"
+    _esm = browser_module()
     _css = ASSETS / "viewer.css"
 
     # the shared view model's fields (both ways)
@@ -62,6 +73,13 @@ class Viewer(anywidget.AnyWidget):
     window = t.List(t.Float(), default_value=[0.0, 1.0], minlen=2, maxlen=2).tag(sync=True)
     window_preset = t.Unicode(None, allow_none=True).tag(sync=True)
     colormap = t.Unicode("gray").tag(sync=True)
+    # level-0 half-open box {"z": [a, b], "y": ..., "x": ..., "source", "reason"}; a set
+    # commits to roi.json (the browser sets it on mouse-up only)
+    roi = t.Dict().tag(sync=True)
+    threshold = t.Float(None, allow_none=True).tag(sync=True)  # the iso value (3D, meshes)
+    level_3d = t.Int(None, allow_none=True).tag(sync=True)  # None: the best that fits texture_mb
+    # [{"start": [z, y, x], "end": [z, y, x], "length": float, "unit": str}, ...]
+    measurements = t.List(t.Dict()).tag(sync=True)
     # "xy" | "ortho". Not synced under its own name: ipywidgets' DOMWidgetView reads a synced
     # `layout` as its CSS Layout widget and fails on a string; the browser gets `pane_layout`
     layout = t.Unicode("ortho")
@@ -115,6 +133,8 @@ class Viewer(anywidget.AnyWidget):
         self._closed = False
         self._build: PyramidBuild | None = None
         self._build_key = 0
+        # custom browser messages by "type", beyond tiles/cancel/screenshot: add-ons register here
+        self._handlers: dict[str, Callable[[dict[str, Any], list[Any]], None]] = {}
         self.model = viewmodel.model_for(stack)
         self.model.layout = layout
         if stack.pyramid is None:
@@ -264,6 +284,8 @@ class Viewer(anywidget.AnyWidget):
             self._server.cancel(content.get("ids"))
         elif kind == "screenshot":
             self._screenshot_reply(content, buffers)
+        elif isinstance(kind, str) and kind in self._handlers:
+            self._handlers[kind](content, buffers)
         # "ready": the traitlets are synced already; the view asks for its tiles itself
 
     def _screenshot_reply(self, content: dict[str, Any], buffers: list[Any]) -> None:

@@ -47,6 +47,24 @@ const COARSE_GRACE_MS = 100; // a plane step keeps the sharp image this long bef
 const BACKGROUND = [0.07, 0.07, 0.08];
 const CROSSHAIR_COLOR = "rgba(255, 200, 40, 0.85)";
 
+// ---- add-ons -----------------------------------------------------------------------------------
+// The 3D pane (volume3d.js), the ROI and ruler tools (tools.js) and the export panel (export.js)
+// are appended to this module by the kernel (`_widget.py` joins the files) and register a
+// factory here at module load: `ADDONS.push((viewer) => new Thing(viewer))`. An add-on's
+// hooks are all optional; the viewer calls them as `hook(name, ...args)`:
+//   controls()                      -> a DOM node added below the viewer's own controls
+//   panesBuilt(freeDiv, size)       after the 2D panes are (re)built; freeDiv is the
+//                                   div[data-pane="3d"] (null in the "xy" layout)
+//   drawOverlay(pane, ctx, st)      after a 2D pane's crosshair is drawn (CSS px transform set)
+//   pointerDown(pane, e, x, y)      true = the add-on takes this drag (it then gets
+//   pointerMove(pane, e, x, y)      pointerMove/pointerUp; the pane's capture is already set)
+//   pointerUp(pane, e, x, y)
+//   onMessage(msg, buffers)         true = handled (custom messages from the kernel)
+//   statusParts(parts)              may push extra status-line parts
+//   screenshot(msg)                 a Promise<canvas> for a view the 2D panes do not have, or null
+//   destroy()
+const ADDONS = [];
+
 const DTYPES = { uint8: Uint8Array, uint16: Uint16Array, int16: Int16Array, float32: Float32Array };
 
 // ---- small helpers ----------------------------------------------------------------------------
@@ -724,6 +742,7 @@ class Pane {
     ctx.moveTo(Math.max(0, g.x0), y);
     ctx.lineTo(Math.min(this.cssW, g.x0 + st.W0 * g.zx), y);
     ctx.stroke();
+    this.viewer.hook("drawOverlay", this, ctx, st);
     this.label.textContent = `${this.view.toUpperCase()}  ${AXIS_NAMES[this.axes.plane]} ${st.p0}`;
     this.overlayDirty = false;
   }
@@ -761,7 +780,10 @@ class Viewer {
     this.cache = new TileCache(this.cacheLimit(), (e) => this.releaseEntry(e), (key) => this.isPinned(key));
     this.statusSave = throttle(() => this.flushStatus(), STATUS_MS);
     this.prevCrosshair = this.crosshair;
+    this.addons = [];
     this.buildRoot();
+    this.addons = ADDONS.map((make) => make(this));
+    for (const node of this.hookAll("controls")) if (node) this.root.insertBefore(node, this.progress);
     this.buildPanes();
     this.bindModel();
     this.refreshControls();
@@ -789,7 +811,8 @@ class Viewer {
   }
 
   get layout() {
-    return this.model.get(this.layoutTrait()) === "xy" ? "xy" : "ortho";
+    const l = this.model.get(this.layoutTrait());
+    return l === "xy" || l === "3d" ? l : "ortho";
   }
 
   /** The synced trait holding "xy" | "ortho". The contract names it `layout`, but ipywidgets'
@@ -876,7 +899,7 @@ class Viewer {
     this.presetSelect = focusable(h("select", { "data-field": "preset", title: "window preset" }));
     this.colormapSelect = focusable(h("select", { "data-field": "colormap", title: "colormap" }));
     this.layoutSelect = focusable(h("select", { "data-field": "layout", title: "layout" }));
-    for (const l of ["ortho", "xy"]) this.layoutSelect.append(h("option", { value: l, text: l }));
+    for (const l of ["ortho", "xy", "3d"]) this.layoutSelect.append(h("option", { value: l, text: l }));
     this.histogram = h("canvas", { class: "ctstack-histogram", "data-role": "histogram", width: 256, height: 56 });
     this.bindHistogram();
     this.listen(this.presetSelect, "change", () => this.onPreset());
@@ -926,7 +949,7 @@ class Viewer {
     const layout = this.layout;
     const size = this.paneSize();
     this.grid.dataset.layout = layout;
-    const views = layout === "xy" ? ["xy"] : ["xy", "yz", "xz"];
+    const views = layout === "xy" ? ["xy"] : layout === "3d" ? [] : ["xy", "yz", "xz"];
     const force = !!this.model.get("force_canvas2d");
     this.panes = views.map((v) => new Pane(this, v, size));
     let kind = "";
@@ -944,8 +967,9 @@ class Viewer {
         p.renderer.setLut(this.lut);
       }
     }
-    if (layout === "ortho") {
-      const free = h("div", { class: "ctstack-pane ctstack-free", "data-pane": "3d" });
+    let free = null;
+    if (layout !== "xy") {
+      free = h("div", { class: "ctstack-pane ctstack-free", "data-pane": "3d" });
       free.style.width = free.style.height = `${size}px`;
       this.grid.append(free);
     }
@@ -953,15 +977,37 @@ class Viewer {
     this.root.__ctstack.renderer = kind;
     if (this.model.get("renderer") !== kind) this.setModel({ renderer: kind });
     this.layoutSelect.value = layout;
+    this.hook("panesBuilt", free, size);
+  }
+
+  // -- add-on hooks (see ADDONS) --
+
+  /** Call `name` on every add-on that has it. */
+  hook(name, ...args) {
+    for (const a of this.addons) if (typeof a[name] === "function") a[name](...args);
+  }
+
+  /** The results of `name` on every add-on that has it. */
+  hookAll(name, ...args) {
+    return this.addons.filter((a) => typeof a[name] === "function").map((a) => a[name](...args));
+  }
+
+  /** The first add-on whose `name` returns a truthy value (null when none does). */
+  hookFirst(name, ...args) {
+    for (const a of this.addons) if (typeof a[name] === "function" && a[name](...args)) return a;
+    return null;
+  }
+
+  /** Listen to a model event until the viewer is destroyed (for add-ons). */
+  watch(name, fn) {
+    this.model.on(name, fn);
+    this.listeners.push([name, fn]);
   }
 
   // -- model binding --
 
   bindModel() {
-    const on = (name, fn) => {
-      this.model.on(name, fn);
-      this.listeners.push([name, fn]);
-    };
+    const on = (name, fn) => this.watch(name, fn);
     on("change:crosshair", () => this.onCrosshair());
     on("change:window", () => this.onWindow());
     on("change:window_preset", () => this.refreshWindowControls());
@@ -1257,9 +1303,14 @@ class Viewer {
     pane.wrap.setPointerCapture(e.pointerId);
     const [x, y] = this.local(pane, e);
     const st = pane.computeState();
+    const addon = e.button === 0 ? this.hookFirst("pointerDown", pane, e, x, y) : null;
+    if (addon) {
+      pane.drag = { mode: "addon", addon, x, y, moved: false };
+      return this.noteInput();
+    }
     const mode = e.button === 2 || e.shiftKey ? "window" : "pan";
     pane.drag = { mode, x, y, moved: false, center: st.cam.center.slice(), zoom: st.cam.zoom, win: this.window };
-    this.noteInput();
+    return this.noteInput();
   }
 
   onPointerMove(pane, e) {
@@ -1267,7 +1318,11 @@ class Viewer {
     pane.hover = [x, y];
     this.hoverPane = pane;
     const d = pane.drag;
-    if (d) {
+    if (d && d.mode === "addon") {
+      d.moved = true;
+      this.noteInput();
+      if (typeof d.addon.pointerMove === "function") d.addon.pointerMove(pane, e, x, y);
+    } else if (d) {
       const dx = x - d.x;
       const dy = y - d.y;
       if (!d.moved && Math.hypot(dx, dy) < 3) return this.updateStatus();
@@ -1288,7 +1343,10 @@ class Viewer {
     pane.drag = null;
     if (!d) return;
     if (pane.wrap.hasPointerCapture(e.pointerId)) pane.wrap.releasePointerCapture(e.pointerId);
-    if (!d.moved && d.mode === "pan") this.clickCrosshair(pane, d.x, d.y);
+    if (d.mode === "addon") {
+      const [x, y] = this.local(pane, e);
+      if (typeof d.addon.pointerUp === "function") d.addon.pointerUp(pane, e, x, y);
+    } else if (!d.moved && d.mode === "pan") this.clickCrosshair(pane, d.x, d.y);
   }
 
   /** A click sets the two coordinates shown by this pane (e.g. xz: row = z, col = x). */
@@ -1643,6 +1701,7 @@ class Viewer {
 
   onMessage(msg, buffers) {
     if (!msg || typeof msg !== "object") return;
+    if (this.hookFirst("onMessage", msg, buffers)) return;
     if (msg.type === "tiles") this.onTiles(msg, buffers);
     else if (msg.type === "error") this.onError(msg);
     else if (msg.type === "screenshot") this.onScreenshot(msg);
@@ -1726,6 +1785,14 @@ class Viewer {
    * redrawn and copied in the same task (WebGL keeps no drawing buffer between tasks). */
   async onScreenshot(msg) {
     try {
+      const own = await Promise.all(this.hookAll("screenshot", msg));
+      const made = own.find((c) => c);
+      if (made) {
+        const b = await new Promise((resolve) => made.toBlob(resolve, "image/png"));
+        if (!b) throw new Error("the browser could not encode the PNG");
+        this.send({ type: "screenshot", id: msg.id }, [await b.arrayBuffer()]);
+        return;
+      }
       const panes = msg.view ? this.panes.filter((p) => p.view === msg.view) : this.panes;
       if (!panes.length) throw new Error(`no ${msg.view} pane in the ${this.layout} layout`);
       const canvas = this.compose(panes, !msg.view);
@@ -1789,6 +1856,7 @@ class Viewer {
     if (Array.isArray(vox) && unit !== "pixel") {
       parts.push(`(${point.map((i, a) => fmt(Number((i * Number(vox[a])).toFixed(4)))).join(", ")}) ${unit}`);
     }
+    this.hook("statusParts", parts);
     const warning = this.model.get("warning");
     if (warning) parts.push(`⚠ ${warning}`);
     if (this.lastError) parts.push(`error: ${this.lastError}`);
@@ -1857,6 +1925,7 @@ class Viewer {
   }
 
   destroy() {
+    this.hook("destroy");
     this.cancelAll();
     this.destroyed = true;
     cancelAnimationFrame(this.rafId);
