@@ -14,8 +14,6 @@ Qt-free: tested on ``napari.components.ViewerModel``.
 
 from __future__ import annotations
 
-import csv
-import math
 import os
 import weakref
 from collections.abc import Callable, Generator, Sequence
@@ -25,7 +23,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from psygnal import Signal
 
-from ..errors import CTStackError, InvalidArgument
+from ..errors import InvalidArgument
+from ..measurements import METRES as METRES
+from ..measurements import format_length as format_length
+from ..measurements import write_csv
 from ._layer import stack_of
 
 if TYPE_CHECKING:
@@ -39,30 +40,7 @@ if TYPE_CHECKING:
 RULER_KEY = "ctstack_ruler"  # layer.metadata flag of a measurements layer
 LAYER_NAME = "measurements"
 COLOR = "yellow"
-METRES = {
-    "nanometer": 1e-9,
-    "micrometer": 1e-6,
-    "millimeter": 1e-3,
-    "centimeter": 1e-2,
-    "meter": 1.0,
-}
 Line = tuple[np.ndarray, np.ndarray]  # start and end, data coordinates
-
-
-def format_length(length: float, unit: str) -> str:
-    """``length`` in ``unit`` as it reads best: mm from 1 mm up, else µm; "pixels" when the
-    voxel size is unknown; an unknown unit as given."""
-    if not math.isfinite(length):
-        return ""
-    if unit in ("pixel", "pixels", ""):
-        return f"{length:.4g} pixels"
-    factor = METRES.get(unit)
-    if factor is None:
-        return f"{length:.4g} {unit}"
-    metres = length * factor
-    if metres >= 1e-3:
-        return f"{metres / 1e-3:.4g} mm"
-    return f"{metres / 1e-6:.4g} µm"
 
 
 def _floats(point: ArrayLike) -> list[float]:
@@ -457,33 +435,4 @@ def export_measurements(target: Layer | ViewerModel, path: str | os.PathLike[str
     when the voxel size is unknown) and ``label`` (the length as shown). Returns the file.
     """
     rows, axes = _rows_of(target)
-    path = Path(path)
-    header = [
-        "measurement",
-        *(f"start_{a}" for a in axes),
-        *(f"end_{a}" for a in axes),
-        "length",
-        "unit",
-        "label",
-    ]
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with tmp.open("w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            writer.writerow(header)
-            for r in rows:
-                writer.writerow(
-                    [
-                        r["measurement"],
-                        *r["start"],
-                        *r["end"],
-                        repr(r["length"]),
-                        r["unit"],
-                        r["label"],
-                    ]
-                )
-        tmp.replace(path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise CTStackError(f"{path}: cannot write the measurements: {exc.strerror or exc}") from exc
-    return path
+    return write_csv(rows, path, axes)
