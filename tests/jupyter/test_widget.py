@@ -414,7 +414,7 @@ def test_a_screenshot_future_resolves_when_the_browser_replies(make_stack, open_
         fut.result(timeout=0)
 
     with pytest.raises(InvalidArgument, match="view"):
-        v.save_screenshot(tmp_path / "x.png", view="3d")
+        v.save_screenshot(tmp_path / "x.png", view="4d")  # "3d" is the 3D pane's (issue 16)
     pending = v.save_screenshot(tmp_path / "late.png")
     v.close()
     with pytest.raises(ScreenshotError, match="closed"):

@@ -73,6 +73,11 @@ class TileReader:
             self._arrays = arrays
         return self._shapes(arrays)
 
+    def level_array(self, level: int) -> Any:
+        """The array-like served for ``level`` >= 1 (a cache store or the stack's level)."""
+        with self._lock:
+            return self._arrays[level]
+
     @property
     def shapes(self) -> list[tuple[int, int, int]]:
         """``(z, y, x)`` of each level being served, level 0 first."""

@@ -22,7 +22,7 @@ import traitlets as t
 from .. import viewmodel
 from ..errors import CTStackError, InvalidArgument
 from ..pyramid import cached_levels
-from . import _facts, _tiles
+from . import _exporting, _facts, _tiles, _tools, _volume
 from ._binding import FIELDS, ModelBinding, to_trait
 from ._build import PyramidBuild, build_for
 from ._reader import TileReader
@@ -30,6 +30,7 @@ from ._server import Reply, TileServer, weak_handler, weak_sender
 
 if TYPE_CHECKING:
     from .._types import StrPath
+    from ..roi import Selection
     from ..stack import Stack
 
 ASSETS = Path(__file__).parent
@@ -43,8 +44,9 @@ DEFAULT_SIZE = {"ortho": 360, "xy": 640, "3d": 640}
 def browser_module() -> str:
     """The ES module anywidget loads: the files of MODULES that exist, joined."""
     parts = [(ASSETS / name) for name in MODULES]
-    return "\n".join(f"// ---- {p.name}\n" + p.read_text(encoding="utf-8") for p in parts if p.is_file())
-
+    return "\n".join(
+        f"// ---- {p.name}\n" + p.read_text(encoding="utf-8") for p in parts if p.is_file()
+    )
 
 
 class ScreenshotError(CTStackError):
@@ -75,11 +77,11 @@ class Viewer(anywidget.AnyWidget):
     colormap = t.Unicode("gray").tag(sync=True)
     # level-0 half-open box {"z": [a, b], "y": ..., "x": ..., "source", "reason"}; a set
     # commits to roi.json (the browser sets it on mouse-up only)
-    roi = t.Dict().tag(sync=True)
+    roi = _tools.RoiTrait().tag(sync=True)  # a ctstack.roi.ROI is taken too (tools)
     threshold = t.Float(None, allow_none=True).tag(sync=True)  # the iso value (3D, meshes)
     level_3d = t.Int(None, allow_none=True).tag(sync=True)  # None: the best that fits texture_mb
     # [{"start": [z, y, x], "end": [z, y, x], "length": float, "unit": str}, ...]
-    measurements = t.List(t.Dict()).tag(sync=True)
+    measurements = _tools.MeasurementsTrait(t.Dict()).tag(sync=True)  # pairs too (tools)
     # "xy" | "ortho". Not synced under its own name: ipywidgets' DOMWidgetView reads a synced
     # `layout` as its CSS Layout widget and fails on a string; the browser gets `pane_layout`
     layout = t.Unicode("ortho")
@@ -106,6 +108,23 @@ class Viewer(anywidget.AnyWidget):
     # written by the browser
     renderer = t.Unicode("").tag(sync=True)
     status = t.Unicode("").tag(sync=True)
+    # --- 3D pane (volume3d.js, _volume.py) ---
+    texture_mb = t.Float(128.0).tag(sync=True)  # the browser's 3D texture budget (MiB)
+    volume = t.Dict().tag(sync=True)  # Python-written: the level sent to the 3D pane
+    render_3d = t.Enum(_volume.MODES, "mip").tag(sync=True)
+    camera_3d = t.Union([t.Unicode(), t.Dict()], default_value=dict(_volume.DEFAULT_CAMERA)).tag(
+        sync=True
+    )
+    overlays_3d = t.Bool(True).tag(sync=True)  # crosshair planes and ROI box in the 3D pane
+    # --- end 3D pane ---
+    # --- ROI and ruler tools (tools.js, _tools.py) ---
+    tool_status = t.Unicode("").tag(sync=True)  # Python-written: auto-ROI progress / outcome
+    # --- end ROI and ruler tools ---
+    # --- export (export.js, _exporting.py) ---
+    # Python-written: {"state": "idle"|"planning"|"running"|"cancelling"|"done"|"failed"|
+    # "cancelled", "done", "total", "message", "out", "job", "format", "summary", "result"}
+    export_state = t.Dict(dict(_exporting.IDLE)).tag(sync=True)
+    # --- end export ---
 
     def __init__(
         self,
@@ -164,8 +183,79 @@ class Viewer(anywidget.AnyWidget):
         self._server = TileServer(weak_handler(self, "_serve"), weak_sender(self, "_reply"))
         self.on_msg(_on_msg)
         weakref.finalize(self, _stop, self._server, self._binding)
+        self._volume = _volume.VolumePane(self)  # 3D pane: level choice + brick transport
+        weakref.finalize(self, self._volume.close)
+        self._tools = _tools.Tools(self)  # ROI/ruler tools: auto-ROI thread, ruler messages
+        self._exporter = _exporting.wire(self)  # export panel + v.export (_exporting.py)
         if stack.pyramid is None:
             self._start_build()
+
+    @t.validate("camera_3d")
+    def _check_camera_3d(self, proposal: dict[str, Any]) -> Any:
+        return _volume.check_camera(proposal["value"])
+
+    @t.validate("texture_mb")
+    def _check_texture_mb(self, proposal: dict[str, Any]) -> float:
+        if not proposal["value"] > 0:
+            raise InvalidArgument(f"texture_mb must be positive, got {proposal['value']!r}")
+        return float(proposal["value"])
+
+    # --- ROI and ruler tools (_tools.py) ---
+
+    @t.validate("roi")
+    def _check_roi(self, proposal: dict[str, Any]) -> dict[str, Any]:
+        return _tools.roi_value(proposal["value"], self._stack.shape)
+
+    def auto_roi(self) -> Future[Selection]:
+        """Find the object (``ctstack.roi.suggest``, on a thread: it may build the pyramid) and,
+        unless it declines, set ``roi`` and ``threshold``; the button "Auto" does the same.
+        Returns a Future of the proposal; ``tool_status`` tells the progress and outcome."""
+        return self._tools.auto()
+
+    def export_measurements(self, path: StrPath) -> Path:
+        """Write ``measurements`` to a CSV file (the columns of napari's export) and return it."""
+        return _tools.export_measurements(self.model, path)
+
+    # --- end ROI and ruler tools ---
+
+    # --- export (_exporting.py) ---
+
+    def export(
+        self,
+        out: StrPath | None = None,
+        level: int = 0,
+        format: str = "tiff",
+        region: str = "roi",
+        window: Any = None,
+        overwrite: bool = False,
+        **kw: Any,
+    ) -> Future[_exporting.ExportResult]:
+        """Export on a background thread (the kernel stays free); returns a Future of the
+        ``ExportResult``, the same ``ctstack.export`` (or ``ctstack.mesh``) gives.
+
+        ``format``: what ``ctstack export`` writes (tiff, png, bmp, tiff-stack, ome-zarr) or a
+        mesh (stl, ply, obj: at ``threshold=``, else the model's threshold, else Otsu).
+        ``region``: "roi" (``v.roi``) or "full"; ``z=``/``y=``/``x=`` override an axis.
+        ``window``: None, True (the viewer's window, 8-bit), ``(low, high)`` or a preset name.
+        ``out`` None: ``<stack name>_roi`` with the format's extension, in the working folder.
+        Other keywords go to the engine (prefix, ngff_version, max_size, compression, shard;
+        invert for meshes). One export runs at a time: another one meanwhile fails its Future
+        with ExportBusy. Errors fail the Future and show in ``export_state`` (and the panel);
+        ``cancel_export()`` or ``close()`` stop it and remove the partial output.
+        """
+        req = None
+        try:
+            req = self._exporter.request(out, level, format, region, window, overwrite, **kw)
+        except (CTStackError, ValueError, TypeError) as exc:
+            return self._exporter.fail(exc, req)
+        return self._exporter.start(req)
+
+    def cancel_export(self) -> bool:
+        """Stop the running export (its Future fails with ``Cancelled`` once the partial output
+        is removed); False when none runs."""
+        return self._exporter.cancel()
+
+    # --- end export ---
 
     def __repr__(self) -> str:
         return f"<ctstack.jupyter.Viewer of {self._stack!r}>"
@@ -180,8 +270,10 @@ class Viewer(anywidget.AnyWidget):
     @property
     def stats(self) -> dict[str, int]:
         """Counts since the viewer opened: ``requests``, ``messages`` (replies), ``bytes`` (tile
-        bytes sent), ``tiles``, plus ``dropped``, ``cancelled`` and ``errors``."""
-        return self._server.stats.as_dict()
+        bytes sent), ``tiles``, plus ``dropped``, ``cancelled`` and ``errors``; the 3D pane's
+        ``volume_bytes``, ``volume_bricks``, ``volume_requests``, ``volume_cancelled`` and
+        ``volume_errors``."""
+        return {**self._server.stats.as_dict(), **self._volume.sender.stats.as_dict()}
 
     @property
     def building(self) -> bool:
@@ -217,15 +309,15 @@ class Viewer(anywidget.AnyWidget):
         return level, _tiles.visible_tiles(level_plane, top / f, left / f, bottom / f, right / f)
 
     def save_screenshot(self, path: StrPath, view: str | None = None) -> Future[Path]:
-        """Ask the browser for a PNG of one pane (``"xy"``, ``"xz"``, ``"yz"``) or of all panes
-        (None); returns a Future that resolves to the written ``Path``.
+        """Ask the browser for a PNG of one pane (``"xy"``, ``"xz"``, ``"yz"``, ``"3d"``) or of all
+        panes (None); returns a Future that resolves to the written ``Path``.
 
         The browser answers through the kernel, which handles widget messages only between
         cells: the Future cannot resolve while the cell that asked is still running. Wait for
         it in the next cell (``fut.result()``), or poll with ``jupyter-ui-poll``. If the viewer
         is not displayed, nothing answers; a closed viewer fails the Future.
         """
-        if view is not None:
+        if view is not None and view != "3d":
             _tiles.check_view(view)
         fut: Future[Path] = Future()
         if self._closed:
@@ -244,6 +336,8 @@ class Viewer(anywidget.AnyWidget):
             if self._build is not None:
                 self._build.leave(self._build_key)
             _stop(self._server, self._binding)
+            self._volume.close()
+            self._exporter.close()  # cancels a running export (export)
             with self._lock:
                 shots, self._shots = self._shots, {}
             for fut, _ in shots.values():

@@ -62,6 +62,7 @@ const CROSSHAIR_COLOR = "rgba(255, 200, 40, 0.85)";
 //   onMessage(msg, buffers)         true = handled (custom messages from the kernel)
 //   statusParts(parts)              may push extra status-line parts
 //   screenshot(msg)                 a Promise<canvas> for a view the 2D panes do not have, or null
+//   composeFree(ctx, x, y)          draw the free (3D) cell into a whole-viewer ortho screenshot
 //   destroy()
 const ADDONS = [];
 
@@ -984,18 +985,29 @@ class Viewer {
 
   /** Call `name` on every add-on that has it. */
   hook(name, ...args) {
-    for (const a of this.addons) if (typeof a[name] === "function") a[name](...args);
+    this.hookAll(name, ...args);
   }
 
-  /** The results of `name` on every add-on that has it. */
+  /** The results of `name` on every add-on that has it (undefined where it threw: one
+   * add-on's error is logged and shown in the status line, and never stops the others). */
   hookAll(name, ...args) {
-    return this.addons.filter((a) => typeof a[name] === "function").map((a) => a[name](...args));
+    return this.addons.filter((a) => typeof a[name] === "function").map((a) => this.callHook(a, name, args));
   }
 
   /** The first add-on whose `name` returns a truthy value (null when none does). */
   hookFirst(name, ...args) {
-    for (const a of this.addons) if (typeof a[name] === "function" && a[name](...args)) return a;
+    for (const a of this.addons) if (typeof a[name] === "function" && this.callHook(a, name, args)) return a;
     return null;
+  }
+
+  callHook(addon, name, args) {
+    try {
+      return addon[name](...args);
+    } catch (err) {
+      console.error(`ctstack: ${addon.constructor.name}.${name} failed`, err);
+      this.lastError = `${name}: ${(err && err.message) || err}`;
+      return undefined;
+    }
   }
 
   /** Listen to a model event until the viewer is destroyed (for add-ons). */
@@ -1823,6 +1835,7 @@ class Viewer {
       ctx.drawImage(p.canvas, cx * step, cy * step);
       ctx.drawImage(p.overlay, cx * step, cy * step);
     }
+    if (grid && this.layout === "ortho") this.hook("composeFree", ctx, step, step); // the 3D cell
     return out;
   }
 
