@@ -415,6 +415,8 @@ def _measure(s: Session, quick: bool) -> str:
     )
 
     s.nb.py("v.close()")
+    s.notes.extend(measure_3d(s, quick))  # the 3D pane (issue 16)
+    s.notes.extend(measure_export(s, quick))  # export from the widget (issue 16)
     s.throttle(10e6)  # a fresh viewer (empty client cache) over the throttled link
     n_thr = 6 if quick else 10
     ct = s.viewer()
@@ -487,6 +489,149 @@ def _measure(s: Session, quick: bool) -> str:
         "client cache, e.g. read ahead while idle). "
         "JupyterLab, the kernel and SwiftShader share the 2 cores."
     )
+
+
+# ---- the 3D pane (issue 16) ------------------------------------------------------------------
+
+
+def measure_3d(s: Session, quick: bool) -> list[str]:
+    """The 3D pane alone (layout "3d", 640 px, default 128 MB texture budget): display -> first
+    complete frame, the bytes sent for its level, and frame times while a synthetic left-drag
+    rotates it (from the pane's own log, ``root.__ctstack.log3d``). Lines for the notes."""
+    nb, page = s.nb, s.page
+    t0 = time.perf_counter()
+    cell = nb.run_cell(f"v3 = ctstack.view({str(s.folder)!r}, layout='3d', size=640)\nv3")
+    sel = f'{cell.sel} canvas[data-view="3d"]'
+    nb.wait_view(sel, timeout=900)
+    wall = time.perf_counter() - t0
+    root = f"{cell.sel} .ctstack-viewer"
+    first = page.evaluate("s => document.querySelector(s).__ctstack.first3d", root)
+    vol = nb.py("", "v3.volume")
+    stats = nb.py("", "v3.stats")
+    pane = page.locator(f'{cell.sel} [data-pane="3d"]')
+    pane.scroll_into_view_if_needed()
+    box = pane.bounding_box()
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    moves = 20 if quick else 60
+    page.mouse.move(cx, cy)
+    t_start = page.evaluate("() => performance.now()")
+    page.mouse.down()
+    for i in range(1, moves + 1):
+        page.mouse.move(cx + 4 * i, cy + 1.5 * i)
+        page.wait_for_timeout(30)
+    t_end = page.evaluate("() => performance.now()")
+    page.mouse.up()
+    t_up = time.perf_counter()
+    nb.wait_view(sel, timeout=300)
+    settle = time.perf_counter() - t_up
+    log = page.evaluate("s => document.querySelector(s).__ctstack.log3d", root)
+    drag = [e for e in log if t_start <= e["t"] <= t_end and e["interactive"]]
+    ms = [e["ms"] for e in drag]
+    gaps = [drag[i + 1]["t"] - drag[i]["t"] for i in range(len(drag) - 1)]
+    scales = sorted({e["scale"] for e in drag})
+    full = [e["ms"] for e in log if e["complete"] and e["scale"] == 1]
+    nb.py("v3.close()")
+    nz, ny, nx = vol["shape"]
+    return [
+        f"3D pane (640 px, texture_mb=128): level {vol['level']} ({nz} x {ny} x {nx}, "
+        f"{_harness.fmt_bytes(vol['bytes'])} as R16F); bytes sent for it "
+        f"{_harness.fmt_bytes(stats['volume_bytes'])} in {stats['volume_bricks']} bricks; "
+        f"display -> first complete frame {first['ms'] / 1000:.1f} s in the browser "
+        f"(last brick at {first['lastBrickMs'] / 1000:.1f} s), {wall:.1f} s from running the cell",
+        f"3D rotation by a synthetic left-drag ({moves} moves, 30 ms apart): {len(drag)} frames, "
+        f"draw + GPU sync {_p(ms) if ms else '–'} ms, frame interval "
+        f"{_p(gaps) if gaps else '–'} ms (p50 / p95), drawn at resolution scale(s) {scales} "
+        "(while dragging the pane draws at a lower resolution, down to 1/8, with half the "
+        f"samples per ray); a full "
+        f"640 px frame takes {_p(full) if full else '–'} ms; back to a complete full frame "
+        f"{settle:.1f} s after release",
+    ]
+
+
+# ---- export from the widget (issue 16) --------------------------------------------------------
+
+
+def measure_export(s: Session, quick: bool) -> list[str]:
+    """The same ROI at the same level exported by ``v.export`` (a displayed viewer: background
+    thread, progress to the panel) and by the engine call ``ctstack export`` makes
+    (``ctstack.export`` in the same kernel), alternated, several repeats each; plus the CLI
+    itself in a subprocess (its wall time includes Python start-up and imports). Lines for the
+    notes: medians, the ratio widget / engine (goal: within 5 %)."""
+    import shutil
+
+    nb = s.nb
+    nz, ny, nx = s.shape
+    roi = {"z": [nz // 5, nz - nz // 5], "y": [ny // 4, ny - ny // 4], "x": [nx // 4, nx - nx // 4]}
+    repeats = 3 if quick else 7
+    out = Path(tempfile.mkdtemp(prefix="ctstack-bench-export-"))
+    cell = nb.run_cell(
+        f"ve = ctstack.view({str(s.folder)!r}, layout='xy', size=320)\nve.roi = {roi!r}\nve"
+    )
+    nb.wait_view(cell.canvas("xy"), timeout=120)
+    coarse = min(1, nb.py("", "len(ve.levels)") - 1)  # level 1 when the pyramid has it
+    lines = []
+    try:
+        for fmt, level in (("tiff-stack", coarse), ("ome-zarr", 0)):
+            times: dict[str, list[float]] = {"widget": [], "engine": [], "cli": []}
+            size = ""
+            for i in range(repeats):
+                order = ("widget", "engine", "cli") if i % 2 == 0 else ("engine", "widget", "cli")
+                for who in order:
+                    target = out / f"{who}.{fmt}"
+                    dt, what = _export_once(s, who, target, fmt, level, roi)
+                    times[who].append(dt)
+                    size = what or size
+                    shutil.rmtree(target) if target.is_dir() else target.unlink()
+            w, e, c = (statistics.median(times[k]) for k in ("widget", "engine", "cli"))
+            # the two runs of one round are back to back: their ratio cancels the machine's
+            # drifting load (2 shared cores), the median of the rounds' ratios is the figure
+            paired = [a / b for a, b in zip(times["widget"], times["engine"], strict=True)]
+            ratio = statistics.median(paired)
+            best = min(times["widget"]) / min(times["engine"])
+            verdict = "**met**" if abs(ratio - 1) <= 0.05 else "**not met**"
+            lines.append(
+                f"export of the ROI {roi} as {fmt} at level {level} ({size}), {repeats} rounds "
+                f"(order alternated): v.export {w:.2f} s, ctstack.export (the CLI's engine "
+                f"call, same kernel) {e:.2f} s (medians); widget / engine, median of the "
+                f"rounds' ratios {ratio:.3f} (goal within 5 %: {verdict}; ratio of the medians "
+                f"{w / e:.3f}, of the best runs {best:.3f}); runs "
+                f"widget {_secs(times['widget'])}, engine {_secs(times['engine'])}; "
+                f"`ctstack export` in a subprocess {c:.2f} s (runs {_secs(times['cli'])}, "
+                "incl. its start-up)"
+            )
+    finally:
+        nb.py("ve.close()")
+        shutil.rmtree(out, ignore_errors=True)
+    return lines
+
+
+def _export_once(
+    s: Session, who: str, target: Path, fmt: str, level: int, roi: dict[str, list[int]]
+) -> tuple[float, str]:
+    """One export of ``roi`` by ``who`` ("widget": ``ve.export``, "engine": ``ctstack.export``
+    in the kernel, "cli": ``ctstack export`` in a subprocess); (seconds, "shape, bytes")."""
+    import subprocess
+
+    os.sync()  # the previous run's dirty pages go to disk now, not during this run
+    if who == "cli":
+        cmd = [sys.executable, "-m", "ctstack.cli", "export", str(s.folder), str(target)]
+        cmd += ["--format", fmt, "--level", str(level)]
+        cmd += [f"--{a}={r[0]}:{r[1]}" for a, r in roi.items()]
+        t0 = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True)
+        return time.perf_counter() - t0, ""
+    if who == "widget":
+        call = f"ve.export({str(target)!r}, level={level}, format={fmt!r}).result()"
+    else:
+        region = ", ".join(f"{a}=slice({r[0]}, {r[1]})" for a, r in roi.items())
+        call = f"ctstack.export(ve.stack, {str(target)!r}, level={level}, format={fmt!r}, {region})"
+    s.nb.py(f"import time\n_t0 = time.perf_counter()\n_r = {call}\n_dt = time.perf_counter() - _t0")
+    dt, nbytes, shape = s.nb.py("", "[_dt, _r.bytes, list(_r.shape)]")
+    return float(dt), f"{' x '.join(map(str, shape))}, {_harness.fmt_bytes(nbytes)}"
+
+
+def _secs(values: list[float]) -> str:
+    return "/".join(f"{v:.2f}" for v in values)
 
 
 def _session(folder: Path, quick: bool, work: Path) -> str:
