@@ -4,6 +4,7 @@ notebook out: without a browser the widget never renders)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -33,4 +34,20 @@ def test_walkthrough_notebook_runs_in_jupyterlab(browser, lab):
             assert im.format == "PNG" and im.width >= 300 and im.height >= 300, im
             grey = np.asarray(im.convert("L"), np.float32)
         assert grey.std() > 10, "the screenshot is blank"
+        # part 2: the ROI reached the model and roi.json, the line was measured, the export ran
+        assert nb.py("", "[v.model.roi.z, v.model.roi.y, v.model.roi.x]") == [
+            [8, 56], [40, 216], [40, 216]
+        ]  # fmt: skip
+        saved = json.loads(Path(nb.py("", "str(v.model.saved_to)")).read_text())
+        assert any(
+            e.get("roi", {}).get("z") == [8, 56] for e in saved.get("series", {}).values()
+        ), saved
+        length = nb.py("", "v.measurements[0]['length']")
+        unit = nb.py("", "v.measurements[0]['unit']")
+        # 150 voxels of 10 µm along x
+        assert unit != "pixel" and length > 0, (length, unit)
+        assert abs(length - 150 * nb.py("", "v.stack.voxel_size[2]")) < 1e-6 * length
+        assert nb.py("", "job.result(timeout=60).shape") == [24, 88, 88]
+        cell3d = nb.page.locator(f'{cell.sel} canvas[data-view="3d"]')
+        assert cell3d.count() == 1
         assert nb.errors == []
