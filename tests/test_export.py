@@ -268,6 +268,21 @@ def test_cancel_mid_way_leaves_nothing(u16, tmp_path, fmt):
     assert list(tmp_path.iterdir()) == [] and snapshot(folder) == before
 
 
+def test_cancel_removes_the_folders_it_made_for_the_output(u16, tmp_path):
+    folder, _ = u16
+    (tmp_path / "kept").mkdir()
+    cancel = threading.Event()
+
+    def progress(done, total):
+        if done == 2:
+            cancel.set()
+
+    with pytest.raises(Cancelled):
+        ctstack.export(folder, tmp_path / "kept/new/deeper/out", progress=progress, cancel=cancel)
+    # the folders made for the output go; the one that was there stays
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["kept"]
+
+
 @pytest.mark.parametrize(
     "fmt,errno_,words",
     [

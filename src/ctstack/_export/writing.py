@@ -172,6 +172,7 @@ class Staging:
         self.prov = prov
         self.tmp = self._private(TMP_TAG)
         self.committed = False
+        self.made: list[Path] = []  # parent folders this export created, innermost first
         self.t0 = time.perf_counter()
 
     def _private(self, tag: str) -> Path:
@@ -181,13 +182,14 @@ class Staging:
 
     def __enter__(self) -> Staging:
         try:
+            self.made = [p for p in (self.out.parent, *self.out.parent.parents) if not p.exists()]
             self.out.parent.mkdir(parents=True, exist_ok=True)
             self.sweep()
             if self.folder:
                 self.tmp.mkdir()
                 write_marker(self.tmp, {**(self.prov or {}), "format": self.fmt})
         except OSError as exc:
-            remove(self.tmp)
+            self._discard()
             raise describe_oserror(exc, self.out, self.tmp) from exc
         return self
 
@@ -225,10 +227,20 @@ class Staging:
         tb: TracebackType | None,
     ) -> Literal[False]:
         if not self.committed:
-            remove(self.tmp)
+            self._discard()
         if isinstance(exc, OSError) and not isinstance(exc, CTStackError):
             raise describe_oserror(exc, self.out, self.tmp) from exc
         return False
+
+    def _discard(self) -> None:
+        """Remove the temporary output and the folders made for it (while empty): a cancelled
+        or failed export leaves nothing behind."""
+        remove(self.tmp)
+        for folder in self.made:
+            try:
+                folder.rmdir()
+            except OSError:
+                break
 
     def commit(self) -> None:
         """Move the finished output into place (replacing the old one when overwrite=True)."""
