@@ -83,6 +83,21 @@ def tile_array(header: dict[str, Any], buffer: Any, dtype: str) -> np.ndarray:
     return data.reshape(header["h"], header["w"])
 
 
+def hold_builds(stack: ctstack.Stack) -> threading.Event:
+    """Make the pyramid build's readers (threads ``ctstack-read*``) of ``stack`` wait until the
+    returned event is set (20 s at most); the viewer's own reads go on."""
+    gate = threading.Event()
+    original = stack.read_slice
+
+    def read_slice(z: int, out: Any = None) -> np.ndarray:
+        if threading.current_thread().name.startswith("ctstack-read"):
+            gate.wait(20)
+        return original(z, out=out)
+
+    stack.read_slice = read_slice
+    return gate
+
+
 @pytest.fixture
 def make_stack(tmp_path: Path) -> Callable[..., ctstack.Stack]:
     """A phantom slice folder of ``shape`` opened as a Stack (voxel 5 x 5 x 5 µm)."""

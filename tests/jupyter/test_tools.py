@@ -20,6 +20,8 @@ from ctstack.roi import ROI, load_selection, roi_path
 from ctstack.sample import write_phantom_stack
 from ctstack.viewmodel import model_for
 
+from .conftest import hold_builds
+
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 SHAPE = (12, 40, 52)
@@ -124,15 +126,7 @@ def test_auto_roi_waits_for_the_viewers_pyramid_build(tmp_path, open_viewer):
     the status says so, and the proposal comes from the built pyramid's coarsest level."""
     write_phantom_stack(tmp_path / "big", (16, 300, 1030), "uint16", seed=2)
     stack = ctstack.open_stack(tmp_path / "big")
-    gate = threading.Event()
-    original = stack.read_slice
-
-    def read_slice(z, out=None):  # hold the build's readers, not the viewer's
-        if threading.current_thread().name.startswith("ctstack-read"):
-            gate.wait(20)
-        return original(z, out=out)
-
-    stack.read_slice = read_slice  # type: ignore[method-assign]
+    gate = hold_builds(stack)  # the build waits; the viewer's reads go on
     v, browser = open_viewer(stack)
     assert v.building
     statuses: list[str] = []

@@ -23,7 +23,7 @@ from ctstack.sample import write_phantom_stack
 from ctstack.viewmodel import COLORMAPS, model_for
 from tests.test_dicom import make_series
 
-from .conftest import tile_array
+from .conftest import hold_builds, tile_array
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -287,15 +287,7 @@ def test_a_bad_slice_found_while_reading_sets_the_warning(tmp_path, open_viewer)
 def test_without_a_pyramid_it_is_built_in_the_background(tmp_path, open_viewer):
     write_phantom_stack(tmp_path / "big", (6, 24, 1030), "uint16", seed=2)
     stack = ctstack.open_stack(tmp_path / "big")
-    gate = threading.Event()
-    original = stack.read_slice
-
-    def read_slice(z, out=None):  # hold the build's readers, not the viewer's
-        if threading.current_thread().name.startswith("ctstack-read"):
-            gate.wait(20)
-        return original(z, out=out)
-
-    stack.read_slice = read_slice
+    gate = hold_builds(stack)  # the build waits; the viewer's reads go on
     v, browser = open_viewer(stack)
     assert v.building and v.levels == [{"shape": [6, 24, 1030]}]
     assert v.progress["label"] and v.progress["total"] == 6
@@ -317,15 +309,7 @@ def test_without_a_pyramid_it_is_built_in_the_background(tmp_path, open_viewer):
 def test_closing_the_viewer_stops_its_build_and_server(tmp_path):
     write_phantom_stack(tmp_path / "big", (8, 16, 1030), "uint16", seed=2)
     stack = ctstack.open_stack(tmp_path / "big")
-    gate = threading.Event()
-    original = stack.read_slice
-
-    def read_slice(z, out=None):
-        if threading.current_thread().name.startswith("ctstack-read"):
-            gate.wait(20)
-        return original(z, out=out)
-
-    stack.read_slice = read_slice
+    gate = hold_builds(stack)  # the build waits; the viewer's reads go on
     v = ctstack.view(stack, cache_dir=tmp_path / "cache")
     build = v._build
     assert build is not None and build.running and v._server.alive

@@ -58,13 +58,7 @@ def roi_value(value: Any, shape: Sequence[int]) -> dict[str, Any]:
     """The ``roi`` traitlet's value from a ``ROI`` or a dict with z, y and x ranges (level-0,
     half-open; cut to ``shape`` where they stick out). Raises InvalidArgument saying what is
     wrong: a missing axis, a range that is not two whole numbers, empty, or outside."""
-    if isinstance(value, ROI):
-        value = value.to_dict()
-    if not isinstance(value, dict):
-        raise InvalidArgument(
-            f"roi is a ctstack.roi.ROI or a dict with z, y and x as [start, stop], "
-            f"got {type(value).__name__}"
-        )
+    value = _roi_dict(value)
     missing = [a for a in AXES if a not in value]
     if missing:
         raise InvalidArgument(f"roi needs the {', '.join(missing)} range(s), got {value!r}")
@@ -72,6 +66,18 @@ def roi_value(value: Any, shape: Sequence[int]) -> dict[str, Any]:
     out["source"] = str(value.get("source") or "user")
     out["reason"] = str(value.get("reason") or "")
     return out
+
+
+def _roi_dict(value: Any) -> dict[str, Any]:
+    """An ROI as its dict; a dict as it is; anything else raises InvalidArgument."""
+    if isinstance(value, ROI):
+        return value.to_dict()
+    if not isinstance(value, dict):
+        raise InvalidArgument(
+            f"roi is a ctstack.roi.ROI or a dict with z, y and x as [start, stop], "
+            f"got {type(value).__name__}"
+        )
+    return value
 
 
 def measurement_values(value: Any) -> list[dict[str, Any]]:
@@ -104,14 +110,7 @@ class RoiTrait(t.Dict):
     an ROI or a dict raises InvalidArgument (the viewer's validator checks the ranges)."""
 
     def validate(self, obj: Any, value: Any) -> Any:
-        if isinstance(value, ROI):
-            value = value.to_dict()
-        if not isinstance(value, dict):
-            raise InvalidArgument(
-                f"roi is a ctstack.roi.ROI or a dict with z, y and x as [start, stop], "
-                f"got {type(value).__name__}"
-            )
-        return super().validate(obj, value)
+        return super().validate(obj, _roi_dict(value))
 
 
 class MeasurementsTrait(t.List):  # type: ignore[type-arg]

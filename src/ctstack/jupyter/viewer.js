@@ -329,6 +329,24 @@ const GL_FORMATS = {
 };
 const SAMPLERS = { u: "usampler2D", i: "isampler2D", f: "sampler2D" };
 
+/** Compile and link a WebGL2 program (attribute 0 is `a_pos`); throws the driver's log. */
+function linkProgram(gl, vsSource, fsSource) {
+  const compile = (type, src) => {
+    const sh = gl.createShader(type);
+    gl.shaderSource(sh, src);
+    gl.compileShader(sh);
+    if (!gl.getShaderParameter(sh, gl.COMPILE_STATUS)) throw new Error(gl.getShaderInfoLog(sh));
+    return sh;
+  };
+  const p = gl.createProgram();
+  gl.attachShader(p, compile(gl.VERTEX_SHADER, vsSource));
+  gl.attachShader(p, compile(gl.FRAGMENT_SHADER, fsSource));
+  gl.bindAttribLocation(p, 0, "a_pos");
+  gl.linkProgram(p);
+  if (!gl.getProgramParameter(p, gl.LINK_STATUS)) throw new Error(gl.getProgramInfoLog(p));
+  return p;
+}
+
 class GLRenderer {
   /** A renderer for `canvas`, or null when WebGL2 is missing or unusable. */
   static create(canvas) {
@@ -392,19 +410,7 @@ class GLRenderer {
 
   link(vsSource, fsSource) {
     const gl = this.gl;
-    const compile = (type, src) => {
-      const sh = gl.createShader(type);
-      gl.shaderSource(sh, src);
-      gl.compileShader(sh);
-      if (!gl.getShaderParameter(sh, gl.COMPILE_STATUS)) throw new Error(gl.getShaderInfoLog(sh));
-      return sh;
-    };
-    const p = gl.createProgram();
-    gl.attachShader(p, compile(gl.VERTEX_SHADER, vsSource));
-    gl.attachShader(p, compile(gl.FRAGMENT_SHADER, fsSource));
-    gl.bindAttribLocation(p, 0, "a_pos");
-    gl.linkProgram(p);
-    if (!gl.getProgramParameter(p, gl.LINK_STATUS)) throw new Error(gl.getProgramInfoLog(p));
+    const p = linkProgram(gl, vsSource, fsSource);
     const loc = (n) => gl.getUniformLocation(p, n);
     const prog = { p, rect: loc("u_rect"), lo: loc("u_lo"), hi: loc("u_hi") };
     gl.useProgram(p);

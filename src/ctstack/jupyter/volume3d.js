@@ -407,19 +407,7 @@ class Vol3DPane {
 
   setupGl() {
     const gl = this.gl;
-    const compile = (type, src) => {
-      const sh = gl.createShader(type);
-      gl.shaderSource(sh, src);
-      gl.compileShader(sh);
-      if (!gl.getShaderParameter(sh, gl.COMPILE_STATUS)) throw new Error(gl.getShaderInfoLog(sh));
-      return sh;
-    };
-    const p = gl.createProgram();
-    gl.attachShader(p, compile(gl.VERTEX_SHADER, VOL3D_VS));
-    gl.attachShader(p, compile(gl.FRAGMENT_SHADER, VOL3D_FS));
-    gl.bindAttribLocation(p, 0, "a_pos");
-    gl.linkProgram(p);
-    if (!gl.getProgramParameter(p, gl.LINK_STATUS)) throw new Error(gl.getProgramInfoLog(p));
+    const p = linkProgram(gl, VOL3D_VS, VOL3D_FS);
     this.prog = p;
     this.loc = {};
     for (const n of ["u_vol", "u_lut", "u_canvas", "u_css", "u_origin", "u_dx", "u_dy", "u_dir", "u_n0", "u_texspan",
