@@ -20,7 +20,8 @@
 // Tiles: each pane asks for the visible tiles of the level its zoom needs (CONTRACT.md's level
 // choice), the coarsest level first when nothing covers the screen yet. At most one new request
 // per view per animation frame; requests are pipelined (see "tile requests" below) and the ones
-// no longer wanted are cancelled. While idle, the xy view reads its neighbouring planes ahead.
+// no longer wanted are cancelled. While idle, the xy view reads its neighbouring planes ahead;
+// while z is being stepped, the next planes in the direction of travel.
 // Test hooks: data-* attributes on each canvas after every draw, and root.__ctstack.log.
 
 // ---- constants --------------------------------------------------------------------------------
@@ -42,6 +43,8 @@ const IDLE_MS = 300; // no input for this long = idle: read ahead neighbouring p
 const REQUEST_TIMEOUT_MS = 8000; // a reply this late is given up (re-requested)
 const RETRY_MS = 2000; // after an error reply, wait before asking for those tiles again
 const READ_AHEAD = 4; // planes read ahead on each side of the xy plane
+const STEP_AHEAD = 2; // while stepping: planes fetched ahead in the direction of travel
+const STEP_AHEAD_MS = 1500; // ... for this long after the last z step
 const MAX_OUTSTANDING = 3; // unanswered requests per view (the kernel drops superseded ones)
 const COARSE_GRACE_MS = 100; // a plane step keeps the sharp image this long before going coarse
 const BACKGROUND = [0.07, 0.07, 0.08];
@@ -1092,7 +1095,10 @@ class Viewer {
   onCrosshair() {
     const ch = this.crosshair;
     const prev = this.prevCrosshair || ch;
-    if (ch[0] !== prev[0]) this.stepDir = Math.sign(ch[0] - prev[0]);
+    if (ch[0] !== prev[0]) {
+      this.stepDir = Math.sign(ch[0] - prev[0]);
+      this.lastStep = now();
+    }
     for (const p of this.panes) {
       p.overlayDirty = true;
       if (p.state && ch[p.axes.plane] === p.state.p0) continue; // its plane did not move
@@ -1479,6 +1485,7 @@ class Viewer {
     for (const p of this.panes) this.planRequest(p);
     for (const p of this.panes) if (p.dirty) this.drawPane(p, null);
     if (this.isIdle()) this.planReadAhead();
+    else this.planStepAhead();
     for (const p of this.panes) if (p.overlayDirty) p.drawOverlay();
     this.updateStatus();
   }
@@ -1711,6 +1718,25 @@ class Viewer {
           return this.sendRequest("xy", { level: lv, plane, tiles: missing }, "ahead", now(), plane * 2 ** lv);
         }
       }
+    }
+    return undefined;
+  }
+
+  /** While slices are stepped through (never idle for IDLE_MS), fetch the next planes in the
+   * direction of travel as soon as the current one is drawn and no xy request is on the way,
+   * so that the next step finds its plane cached. */
+  planStepAhead() {
+    const pane = this.panes.find((p) => p.view === "xy");
+    if (!pane || !pane.state || pane.dirty || !this.stepDir || now() - (this.lastStep || 0) > STEP_AHEAD_MS) return undefined;
+    if (this.outstanding("xy").length) return undefined;
+    const st = pane.state;
+    for (let d = 1; d <= STEP_AHEAD; d++) {
+      const plane = st.planes[st.k] + this.stepDir * d;
+      if (plane < 0 || plane >= st.shapes[st.k][0]) break;
+      const missing = st.tiles[st.k].filter(([r, c]) => !this.cache.has(tileKey(st.gen, "xy", st.k, plane, r, c)));
+      if (!missing.length) continue;
+      pane.sentFrame = this.frameNo;
+      return this.sendRequest("xy", { level: st.k, plane, tiles: missing }, "ahead", now(), plane * 2 ** st.k);
     }
     return undefined;
   }
