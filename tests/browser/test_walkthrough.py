@@ -47,7 +47,7 @@ def test_walkthrough_notebook_runs_in_jupyterlab(browser, lab):
         # 150 voxels of 10 µm along x
         assert unit != "pixel" and length > 0, (length, unit)
         assert abs(length - 150 * nb.py("", "v.stack.voxel_size[2]")) < 1e-6 * length
-        assert nb.py("", "job.result(timeout=60).shape") == [24, 88, 88]
+        assert nb.py("", "job.result(timeout=60).shape") == [48, 176, 176]
         cell3d = nb.page.locator(f'{cell.sel} canvas[data-view="3d"]')
         assert cell3d.count() == 1
         assert nb.errors == []
