@@ -297,11 +297,9 @@ def test_a_stack_with_bad_slices_says_so_in_the_status_line(nb, lab_root):
     nb.py("vb.close()")
 
 
-def test_docs_image_of_an_roi_on_a_real_scan(nb, tmp_path):
-    """With CTSTACK_WRITE_DOCS_IMAGES=1: docs/images/jupyter_roi.png, the ortho view of a real
-    head CT (a copy: roi.json is written beside it) with an ROI box."""
-    if os.environ.get("CTSTACK_WRITE_DOCS_IMAGES") != "1":
-        pytest.skip("set CTSTACK_WRITE_DOCS_IMAGES=1 to rewrite docs/images/jupyter_roi.png")
+def test_an_roi_on_a_real_scan_is_drawn_in_every_pane(nb, tmp_path):
+    """An ROI set on a real head CT (a copy: roi.json is written beside it) is drawn in the
+    three planes; with CTSTACK_WRITE_DOCS_IMAGES=1 this view is docs/images/jupyter_roi.png."""
     folder, facts = real_scan("niivue_ct_pitch_head")
     copy = tmp_path / "head"
     shutil.copytree(folder, copy)
@@ -318,7 +316,20 @@ def test_docs_image_of_an_roi_on_a_real_scan(nb, tmp_path):
     for view in ("xy", "xz", "yz"):
         nb.wait_view(cell.canvas(view), plane=crosshair[AXES[view][2]])
     tool(nb, cell, "roi")
-    nb.page.locator(f"{cell.sel} .ctstack-viewer").screenshot(
-        path=REPO_DOCS_IMAGES / "jupyter_roi.png"
-    )
+    for view in ("xy", "xz", "yz"):
+        overlay = f'{cell.sel} [data-pane="{view}"] canvas.ctstack-overlay'
+        nb.page.wait_for_function("s => !!document.querySelector(s).dataset.roi", arg=overlay)
+        bx, by, bw, bh = (float(v) for v in nb.attrs(overlay)["roi"].split(","))
+        ix, iy, iw, ih = (float(v) for v in nb.attrs(cell.canvas(view))["imageRect"].split(","))
+        rows, cols = ("yx", "zx", "zy")[("xy", "xz", "yz").index(view)]
+        n_rows, n_cols = (facts["shape_zyx"]["zyx".index(a)] for a in (rows, cols))
+        # the box's screen rect is its ranges' share of the plane's image rect
+        assert bx == pytest.approx(ix + iw * box[cols][0] / n_cols, abs=1.5), view
+        assert bw == pytest.approx(iw * (box[cols][1] - box[cols][0]) / n_cols, abs=1.5), view
+        assert by == pytest.approx(iy + ih * box[rows][0] / n_rows, abs=1.5), view
+        assert bh == pytest.approx(ih * (box[rows][1] - box[rows][0]) / n_rows, abs=1.5), view
+    if os.environ.get("CTSTACK_WRITE_DOCS_IMAGES") == "1":
+        nb.page.locator(f"{cell.sel} .ctstack-viewer").screenshot(
+            path=REPO_DOCS_IMAGES / "jupyter_roi.png"
+        )
     nb.py("vd.close()")
