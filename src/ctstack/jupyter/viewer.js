@@ -350,6 +350,18 @@ function linkProgram(gl, vsSource, fsSource) {
   return p;
 }
 
+/** A bound vertex array with the unit square as a triangle strip in attribute 0: [vao, buffer]. */
+function unitQuad(gl) {
+  const vao = gl.createVertexArray();
+  gl.bindVertexArray(vao);
+  const quad = gl.createBuffer();
+  gl.bindBuffer(gl.ARRAY_BUFFER, quad);
+  gl.bufferData(gl.ARRAY_BUFFER, new Float32Array([0, 0, 1, 0, 0, 1, 1, 1]), gl.STATIC_DRAW);
+  gl.enableVertexAttribArray(0);
+  gl.vertexAttribPointer(0, 2, gl.FLOAT, false, 0, 0);
+  return [vao, quad];
+}
+
 class GLRenderer {
   /** A renderer for `canvas`, or null when WebGL2 is missing or unusable. */
   static create(canvas) {
@@ -399,14 +411,7 @@ class GLRenderer {
     for (const [kind, sampler] of Object.entries(SAMPLERS)) {
       this.programs[kind] = this.link(VERTEX_SHADER, fragmentShader(sampler));
     }
-    this.vao = gl.createVertexArray();
-    gl.bindVertexArray(this.vao);
-    const quad = gl.createBuffer();
-    gl.bindBuffer(gl.ARRAY_BUFFER, quad);
-    gl.bufferData(gl.ARRAY_BUFFER, new Float32Array([0, 0, 1, 0, 0, 1, 1, 1]), gl.STATIC_DRAW);
-    gl.enableVertexAttribArray(0);
-    gl.vertexAttribPointer(0, 2, gl.FLOAT, false, 0, 0);
-    this.quad = quad;
+    [this.vao, this.quad] = unitQuad(gl);
     this.lutTex = gl.createTexture();
     this.setLut(this.lut);
   }

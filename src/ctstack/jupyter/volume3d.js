@@ -415,13 +415,7 @@ class Vol3DPane {
     gl.useProgram(p);
     gl.uniform1i(this.loc.u_vol, 0);
     gl.uniform1i(this.loc.u_lut, 1);
-    this.vao = gl.createVertexArray();
-    gl.bindVertexArray(this.vao);
-    const quad = gl.createBuffer();
-    gl.bindBuffer(gl.ARRAY_BUFFER, quad);
-    gl.bufferData(gl.ARRAY_BUFFER, new Float32Array([0, 0, 1, 0, 0, 1, 1, 1]), gl.STATIC_DRAW);
-    gl.enableVertexAttribArray(0);
-    gl.vertexAttribPointer(0, 2, gl.FLOAT, false, 0, 0);
+    [this.vao] = unitQuad(gl);
     this.lutTex = gl.createTexture();
     this.lutOf = null;
     this.tex = null;
