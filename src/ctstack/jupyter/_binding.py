@@ -14,7 +14,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from ..errors import CTStackError, InvalidArgument
+from ..errors import CTStackError
 from ..roi import ROI
 
 if TYPE_CHECKING:
@@ -46,21 +46,14 @@ def to_trait(name: str, value: Any) -> Any:
 
 
 def from_trait(name: str, value: Any) -> Any:
-    """A traitlet value as the model's setter takes it (the reverse of :func:`to_trait`)."""
+    """A traitlet value as the model's setter takes it (the reverse of :func:`to_trait`).
+
+    The viewer's ``roi`` and ``measurements`` traitlets have checked the value already
+    (``_tools.roi_value``, ``_tools.measurement_values``): here it is only converted."""
     if name == "roi":
-        if not isinstance(value, dict):
-            raise InvalidArgument(f"roi is a dict with z, y and x ranges, got {value!r}")
-        try:
-            return ROI.from_dict({"source": "user", **value})
-        except (KeyError, TypeError, ValueError) as exc:
-            raise InvalidArgument(f"roi needs z, y and x as [start, stop], got {value!r}") from exc
+        return ROI.from_dict({"source": "user", **value})
     if name == "measurements":
-        try:
-            return [(m["start"], m["end"]) for m in value]
-        except (KeyError, TypeError) as exc:
-            raise InvalidArgument(
-                f"measurements are dicts with start and end points, got {value!r}"
-            ) from exc
+        return [(m["start"], m["end"]) for m in value]
     return value
 
 
